@@ -1,0 +1,1 @@
+"""rvos: referring video object segmentation as configs of one package."""

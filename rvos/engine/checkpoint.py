@@ -1,0 +1,58 @@
+"""Checkpoints: written atomically, read with `weights_only=True`.
+
+A checkpoint holds only tensors and plain Python data (the config as a dict, the git
+commit), so it loads without unpickling arbitrary objects.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from rvos.engine.tracking import git_commit
+from rvos.errors import CheckpointError
+from rvos.io import atomic_open
+
+
+def save_checkpoint(path: str | Path, **payload: Any) -> None:
+    """torch.save `payload` (plus the git commit) to `path` without ever leaving half a file."""
+    payload.setdefault("git_commit", git_commit())
+    with atomic_open(path, "wb") as handle:
+        torch.save(payload, handle)
+
+
+def load_checkpoint(path: str | Path) -> dict:
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{path}: checkpoint not found")
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # corrupt, truncated or unsafe files raise many types
+        raise CheckpointError(
+            f"{path}: cannot load checkpoint ({type(err).__name__}: {str(err).splitlines()[0]})"
+        ) from None
+    if not isinstance(checkpoint, dict) or "model" not in checkpoint or "config" not in checkpoint:
+        raise CheckpointError(f"{path}: not an rvos checkpoint (expected 'model' and 'config')")
+    return checkpoint
+
+
+def load_model_state(model: torch.nn.Module, state: dict, source: str | Path) -> None:
+    """Strict load with a one-line error naming the first mismatch."""
+    expected = model.state_dict()
+    missing = [k for k in expected if k not in state]
+    unexpected = [k for k in state if k not in expected]
+    wrong = [k for k in expected if k in state and state[k].shape != expected[k].shape]
+    if missing or unexpected or wrong:
+        parts = []
+        if missing:
+            parts.append(f"{len(missing)} missing (first: {missing[0]})")
+        if unexpected:
+            parts.append(f"{len(unexpected)} unexpected (first: {unexpected[0]})")
+        if wrong:
+            k = wrong[0]
+            got, want = tuple(state[k].shape), tuple(expected[k].shape)
+            parts.append(f"shape mismatch at {k}: checkpoint {got}, model {want}")
+        raise CheckpointError(f"{source}: weights do not fit the model: " + "; ".join(parts))
+    model.load_state_dict(state)

@@ -1,0 +1,102 @@
+"""Evaluate a model on a prepared video split: PNG predictions, J&F, overlays.
+
+Predictions are written as the Ref-YouTube-VOS submission expects them,
+`<out>/Annotations/<vid>/<exp_id>/<frame>.png` (8-bit 0/255 at the original size), one
+expression at a time, so memory does not grow with the benchmark. When the split has
+ground truth, every expression is scored with J and F, and so are two trivial baselines
+(all background; every annotated object of the frame) that bound what the numbers mean.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from PIL import Image
+from torch import nn
+from tqdm import tqdm
+
+from rvos.data.index import Expression, VideoIndex
+from rvos.engine.infer import expression_probabilities
+from rvos.engine.visualize import overlay_strip
+from rvos.eval.davis import score_expression
+from rvos.io import save_image
+
+BASELINES = ("all_background", "all_objects")
+
+
+def prediction_path(out: Path, expression: Expression, frame: str) -> Path:
+    return out / "Annotations" / expression.video / expression.exp_id / f"{frame}.png"
+
+
+def evaluate_split(
+    model: nn.Module,
+    probabilities: Callable[[dict], torch.Tensor],
+    index: VideoIndex,
+    out: Path,
+    *,
+    size: tuple[int, int],
+    window: int,
+    threshold: float,
+    device: torch.device,
+) -> pd.DataFrame:
+    """One row per expression: J, F (and the baselines' J, F) when the split has masks."""
+    model.to(device).eval()
+    rows = []
+    for expression in tqdm(index.expressions, desc=f"evaluate {index.dataset}", unit="expr"):
+        probs = expression_probabilities(
+            model, probabilities, index, expression, size=size, window=window, device=device
+        )
+        prediction = probs > threshold
+        frames = index.videos[expression.video].frames
+        for frame, mask in zip(frames, prediction, strict=True):
+            image = Image.fromarray(mask.astype(np.uint8) * 255, mode="L")
+            save_image(prediction_path(out, expression, frame), image)
+        row = {"video": expression.video, "exp_id": expression.exp_id, "text": expression.text}
+        if index.has_masks:
+            labels = np.stack([index.load_labels(expression.video, f) for f in frames])
+            target = np.isin(labels, expression.obj_ids)
+            candidates = {
+                "model": prediction,
+                "all_background": np.zeros_like(target),
+                "all_objects": labels > 0,
+            }
+            for name, candidate in candidates.items():
+                scores = score_expression(target, candidate)
+                row[f"{name}_J"], row[f"{name}_F"] = scores["J_mean"], scores["F_mean"]
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def summarize(table: pd.DataFrame, name: str) -> dict[str, float]:
+    """Dataset J, F and J&F: means over expressions, as MeViS and Ref-YouTube-VOS report."""
+    j, f = float(table[f"{name}_J"].mean()), float(table[f"{name}_F"].mean())
+    return {"J&F": (j + f) / 2, "J": j, "F": f}
+
+
+def draw_overlays(table: pd.DataFrame, index: VideoIndex, out: Path, count: int) -> list[Path]:
+    """Overlay sheets for the `count` best and worst scored expressions."""
+    if count <= 0 or table.empty or "model_J" not in table:
+        return []
+    ranked = table.assign(jf=(table["model_J"] + table["model_F"]) / 2).sort_values("jf")
+    picks = {"worst": ranked.head(count), "best": ranked.tail(count)[::-1]}
+    written = []
+    for label, part in picks.items():
+        for rank, row in enumerate(part.itertuples(), start=1):
+            expression = next(
+                e for e in index.expressions if e.video == row.video and e.exp_id == row.exp_id
+            )
+            frames = index.videos[expression.video].frames
+            images = [index.load_frame(expression.video, f) for f in frames]
+            preds = [
+                np.asarray(Image.open(prediction_path(out, expression, f))) > 0 for f in frames
+            ]
+            targets = [index.target(expression, f) for f in frames]
+            caption = f'{label} {rank}: "{expression.text}"  J&F {row.jf:.3f}'
+            path = out / "overlays" / f"{label}_{rank}_{expression.video}_{expression.exp_id}.png"
+            save_image(path, overlay_strip(images, preds, targets, caption))
+            written.append(path)
+    return written

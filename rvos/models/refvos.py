@@ -1,0 +1,65 @@
+"""RefVOS (Bellver et al., 2020): DeepLabv3 features gated by a sentence embedding.
+
+The ASPP output (N, C, h, w) is multiplied element-wise by a linear projection of the
+sentence embedding (N, C), and a small convolutional head predicts one mask per frame.
+Frames are independent: the model has no temporal component, by design of the paper.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torchvision.models.segmentation.deeplabv3 import ASPP
+
+from rvos.models.backbones import deeplab_backbone
+from rvos.models.losses import MaskLoss
+from rvos.models.text import TextEncoder
+
+
+class RefVOS(nn.Module):
+    def __init__(
+        self,
+        backbone: nn.Module,
+        backbone_channels: int,
+        text_encoder: TextEncoder,
+        fusion_dim: int = 256,
+        atrous_rates: tuple[int, int, int] = (12, 24, 36),
+    ):
+        super().__init__()
+        self.backbone = backbone
+        self.aspp = ASPP(backbone_channels, list(atrous_rates), fusion_dim)
+        self.text_encoder = text_encoder
+        self.text_proj = nn.Linear(text_encoder.dim, fusion_dim)
+        self.head = nn.Sequential(
+            nn.Conv2d(fusion_dim, fusion_dim, 3, padding=1, bias=False),
+            nn.BatchNorm2d(fusion_dim),
+            nn.ReLU(inplace=True),
+            nn.Conv2d(fusion_dim, 1, 1),
+        )
+
+    def forward(self, frames: torch.Tensor, texts: list[str]) -> dict:
+        """frames (B, T, 3, H, W), one sentence per clip → {"pred_masks": (B, T, H, W) logits}."""
+        b, t, _, h, w = frames.shape
+        visual = self.aspp(self.backbone(frames.flatten(0, 1))["out"])  # (B*T, C, h', w')
+        sentence = self.text_proj(self.text_encoder(texts))  # (B, C)
+        fused = visual * sentence.repeat_interleave(t, dim=0)[:, :, None, None]
+        logits = self.head(fused)  # (B*T, 1, h', w')
+        logits = F.interpolate(logits, size=(h, w), mode="bilinear", align_corners=False)
+        return {"pred_masks": logits.view(b, t, h, w)}
+
+
+def refvos_probabilities(outputs: dict) -> torch.Tensor:
+    """Per-frame foreground probability (B, T, H, W)."""
+    return outputs["pred_masks"].sigmoid()
+
+
+def build_refvos(cfg) -> tuple[nn.Module, nn.Module]:
+    """Model and criterion from a ModelConfig."""
+    backbone, channels = deeplab_backbone(cfg.backbone.name, cfg.backbone.weights)
+    text = cfg.text_encoder
+    encoder = TextEncoder(
+        text.weights, trainable=text.trainable, pooling=text.pooling, max_length=text.max_length
+    )
+    model = RefVOS(backbone, channels, encoder, fusion_dim=cfg.fusion_dim)
+    return model, MaskLoss()

@@ -1,0 +1,73 @@
+import pytest
+import torch
+
+from rvos.config import BackboneConfig, ModelConfig
+from rvos.models.build import METHODS, build_model, get_method
+from rvos.models.losses import MaskLoss, dice_loss
+
+
+@pytest.fixture(scope="module")
+def refvos():
+    torch.manual_seed(0)
+    cfg = ModelConfig(backbone=BackboneConfig(name="mobilenet_v3_large"), fusion_dim=32)
+    return build_model(cfg)
+
+
+def test_forward_shapes_and_probabilities(refvos):
+    model, _ = refvos
+    model.eval()
+    frames = torch.randn(2, 3, 3, 64, 96)
+    with torch.no_grad():
+        out = model(frames, ["the red square", "the circle moving left"])
+    assert out["pred_masks"].shape == (2, 3, 64, 96)
+    probs = get_method("refvos").probabilities(out)
+    assert ((probs >= 0) & (probs <= 1)).all()
+
+
+def test_every_trainable_parameter_gets_a_gradient(refvos):
+    model, criterion = refvos
+    model.train()
+    frames = torch.randn(2, 2, 3, 64, 96)
+    masks = (torch.rand(2, 2, 64, 96) > 0.7).float()
+    losses = criterion(model(frames, ["a", "b"]), masks)
+    assert set(losses) == set(criterion.weight_dict)
+    sum(criterion.weight_dict[k] * v for k, v in losses.items()).backward()
+    trainable = {n: p for n, p in model.named_parameters() if p.requires_grad}
+    assert trainable and not any(n.startswith("text_encoder.") for n in trainable)
+    for name, param in trainable.items():
+        assert param.grad is not None and torch.isfinite(param.grad).all(), name
+    model.zero_grad()
+
+
+def test_sentence_changes_the_mask(refvos):
+    model, _ = refvos
+    model.eval()
+    frames = torch.randn(1, 1, 3, 64, 96)
+    with torch.no_grad():
+        a = model(frames, ["the red square"])["pred_masks"]
+        b = model(frames, ["the small blue star moving up"])["pred_masks"]
+    assert not torch.allclose(a, b)
+
+
+def test_frozen_text_encoder_caches_deterministically(refvos):
+    encoder = refvos[0].text_encoder
+    encoder.train()
+    first = encoder(["the red square", "a star"])
+    second = encoder(["a star", "the red square"])
+    assert torch.equal(first[0], second[1]) and not first.requires_grad
+
+
+def test_dice_and_mask_loss():
+    target = torch.zeros(1, 8, 8)
+    target[:, 2:6, 2:6] = 1
+    perfect = (target * 2 - 1) * 50
+    assert dice_loss(perfect, target) < 1e-3
+    assert dice_loss(-perfect, target) > 0.9
+    losses = MaskLoss()({"pred_masks": perfect[None]}, target[None])
+    assert losses["loss_bce"] < 1e-3
+
+
+def test_registry_names_unknown_method():
+    assert "refvos" in METHODS
+    with pytest.raises(ValueError, match="unknown method 'nope'"):
+        get_method("nope")
