@@ -17,7 +17,7 @@ endif
 
 setup: $(STAMP)
 
-$(STAMP): pyproject.toml $(wildcard setup.py)
+$(STAMP): pyproject.toml setup.py $(wildcard rvos/ops/csrc/*.* rvos/ops/csrc/*/*)
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip setuptools wheel ninja
 	$(BIN)/python -m pip install -q torch==2.14.1 torchvision==0.29.1

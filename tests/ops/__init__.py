@@ -1,0 +1,1 @@
+"""Tests of rvos.ops: multi-scale deformable attention."""
