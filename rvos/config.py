@@ -57,12 +57,13 @@ class DataConfig:
 
 @dataclass(frozen=True)
 class DemoYtvos:
-    train_videos: int = 80
-    valid_videos: int = 20
+    train_videos: int = 400
+    valid_videos: int = 25
     test_videos: int = 5
     frames: int = 12
     height: int = 128
     width: int = 224
+    objects_per_video: tuple[int, int] = (2, 5)  # (min, max), inclusive
 
 
 @dataclass(frozen=True)
@@ -81,7 +82,7 @@ class DemoConfig:
 
 @dataclass(frozen=True)
 class BackboneConfig:
-    name: Literal["resnet50", "resnet101", "mobilenet_v3_large"] = "resnet101"
+    name: Literal["resnet18", "resnet50", "resnet101", "mobilenet_v3_large"] = "resnet101"
     # A torchvision weights enum ("ResNet101_Weights.IMAGENET1K_V1"), a state-dict file,
     # or null for random initialisation. Never downloaded: enums must be in the torch cache.
     weights: str | None = None
@@ -103,6 +104,9 @@ class ModelConfig:
     backbone: BackboneConfig = field(default_factory=BackboneConfig)
     text_encoder: TextEncoderConfig = field(default_factory=TextEncoderConfig)
     fusion_dim: int = 256
+    # ASPP dilation rates; DeepLabv3 uses (12, 24, 36) at output stride 8 on 513-pixel crops
+    # and smaller rates suit smaller feature maps.
+    atrous_rates: tuple[int, int, int] = (12, 24, 36)
     input_size: tuple[int, int] = (320, 576)  # (height, width) frames are resized to
 
 
@@ -114,6 +118,7 @@ class TrainConfig:
     batch_size: int = 4
     lr: float = 1e-4
     lr_backbone: float = 1e-4
+    lr_text: float = 1e-5  # used when model.text_encoder.trainable
     weight_decay: float = 5e-4
     warmup_steps: int = 0
     num_frames: int = 1  # frames per clip; 1 for image pretraining

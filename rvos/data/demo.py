@@ -251,11 +251,13 @@ class _Clip:
     expressions: list[list[tuple]]
 
 
-def _sample_clip(rng: np.random.Generator, frames: int, height: int, width: int) -> _Clip:
+def _sample_clip(
+    rng: np.random.Generator, frames: int, height: int, width: int, objects: tuple[int, int]
+) -> _Clip:
     """A video whose objects are each visible in at least half the frames and each described."""
     vid = rng.bytes(5).hex()
     for _ in range(_MAX_TRIES):
-        count = int(rng.integers(1, 5))
+        count = int(rng.integers(objects[0], objects[1] + 1))
         twins = count > 1 and rng.random() < 0.3  # with chance repeats, ~1 video in 4
         actors = []
         for k, look in enumerate(shapes.sample_looks(rng, count, twins)):
@@ -330,10 +332,12 @@ def write_ytvos(
     frames: int,
     height: int,
     width: int,
+    objects_per_video: tuple[int, int] = (1, 4),
     progress: bool = True,
 ) -> dict:
     """Write a demo Ref-YouTube-VOS tree under `root` (FORMATS.md section 1).
 
+    Each video holds between objects_per_video[0] and [1] objects (inclusive).
     Unlike the real data, valid expressions carry `obj_id` and valid/Annotations exists, so the
     demo can be scored locally; test videos have neither. `demo_expression_kinds.json` maps
     {vid: {exp_id: "appearance" | "motion" | "position"}} for train and valid.
@@ -350,7 +354,7 @@ def write_ytvos(
         for stream, (split, count) in enumerate(splits.items()):
             for index in range(count):
                 rng = np.random.default_rng([seed, stream, index])
-                clip = _sample_clip(rng, frames, height, width)
+                clip = _sample_clip(rng, frames, height, width, objects_per_video)
                 if any(clip.vid in meta for meta in metas.values()):
                     raise RuntimeError(f"video id {clip.vid} drawn twice; choose another seed")
                 _write_clip(tmp / split, clip, names, masks=split != "test")

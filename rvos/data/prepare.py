@@ -16,8 +16,19 @@ from rvos.data.index import save_index
 from rvos.io import write_json
 
 
+LAYOUTS = {
+    "ytvos": "the Ref-YouTube-VOS directory with train/, valid/, meta_expressions/",
+    "refcoco": "the directory holding refcoco/, refcoco+/, refcocog/",
+}
+
+
+def check_root(params: Params, dataset: str) -> Path:
+    """The dataset's root directory, or a one-line error naming data.<dataset>.root."""
+    return dataset_root(params, dataset, LAYOUTS[dataset])
+
+
 def prepare_ytvos(params: Params, out: Path) -> dict:
-    root = dataset_root(params, "ytvos", "the Ref-YouTube-VOS directory with train/, valid/, meta_expressions/")
+    root = check_root(params, "ytvos")
     counts, skipped = {}, []
     for split in ytvos.SPLITS:
         index, dropped = ytvos.read_ytvos(root, split)
@@ -36,7 +47,7 @@ def prepare_ytvos(params: Params, out: Path) -> dict:
 
 def prepare_refcoco(params: Params, out: Path) -> dict:
     cfg = params.data.refcoco
-    root = dataset_root(params, "refcoco", "the directory holding refcoco/, refcoco+/, refcocog/")
+    root = check_root(params, "refcoco")
     images = root / cfg.images
     counts, skipped, files = {}, [], {}
     for name in cfg.datasets:

@@ -39,14 +39,17 @@ def resolve_device(name: str) -> torch.device:
 
 
 def build_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
-    """AdamW with the backbone and text encoder at `lr_backbone`, the rest at `lr`."""
-    slow, fast = [], []
+    """AdamW: the backbone at `lr_backbone`, the text encoder at `lr_text`, the rest at `lr`."""
+    groups = {"backbone.": [], "text_encoder.": [], "": []}
     for name, param in model.named_parameters():
         if param.requires_grad:
-            encoder = name.startswith(("backbone.", "text_encoder."))
-            (slow if encoder else fast).append(param)
-    groups = [{"params": fast, "lr": cfg.lr}, {"params": slow, "lr": cfg.lr_backbone}]
-    return torch.optim.AdamW([g for g in groups if g["params"]], weight_decay=cfg.weight_decay)
+            prefix = next(p for p in groups if name.startswith(p))
+            groups[prefix].append(param)
+    lrs = {"backbone.": cfg.lr_backbone, "text_encoder.": cfg.lr_text, "": cfg.lr}
+    return torch.optim.AdamW(
+        [{"params": params, "lr": lrs[p]} for p, params in groups.items() if params],
+        weight_decay=cfg.weight_decay,
+    )
 
 
 def warmup_cosine(optimizer: torch.optim.Optimizer, warmup: int, total: int):

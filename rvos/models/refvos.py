@@ -7,6 +7,8 @@ Frames are independent: the model has no temporal component, by design of the pa
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -15,6 +17,8 @@ from torchvision.models.segmentation.deeplabv3 import ASPP
 from rvos.models.backbones import deeplab_backbone
 from rvos.models.losses import MaskLoss
 from rvos.models.text import TextEncoder
+
+FOREGROUND_PRIOR = 0.05
 
 
 class RefVOS(nn.Module):
@@ -37,6 +41,9 @@ class RefVOS(nn.Module):
             nn.ReLU(inplace=True),
             nn.Conv2d(fusion_dim, 1, 1),
         )
+        # Start from a 5% foreground prior instead of 50%: referred objects cover a small
+        # part of the frame, and the first steps should not be spent learning that.
+        nn.init.constant_(self.head[-1].bias, -math.log((1 - FOREGROUND_PRIOR) / FOREGROUND_PRIOR))
 
     def forward(self, frames: torch.Tensor, texts: list[str]) -> dict:
         """frames (B, T, 3, H, W), one sentence per clip → {"pred_masks": (B, T, H, W) logits}."""
@@ -61,5 +68,7 @@ def build_refvos(cfg) -> tuple[nn.Module, nn.Module]:
     encoder = TextEncoder(
         text.weights, trainable=text.trainable, pooling=text.pooling, max_length=text.max_length
     )
-    model = RefVOS(backbone, channels, encoder, fusion_dim=cfg.fusion_dim)
+    model = RefVOS(
+        backbone, channels, encoder, fusion_dim=cfg.fusion_dim, atrous_rates=cfg.atrous_rates
+    )
     return model, MaskLoss()

@@ -41,7 +41,8 @@ def resolve_weights(spec: str | None, key: str) -> WeightsEnum | Path | None:
 
 
 def load_state_file(module: nn.Module, path: Path) -> None:
-    """Load backbone weights from a state-dict file; extra keys (classifier heads) are ignored."""
+    """Load backbone weights from a state-dict file; keys the module lacks (classifier heads,
+    layers a truncated backbone drops) are ignored, missing or misshapen ones are errors."""
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # torch raises many types for corrupt or unsafe files
@@ -51,6 +52,13 @@ def load_state_file(module: nn.Module, path: Path) -> None:
         state = state["model"]
     if not isinstance(state, dict):
         raise CheckpointError(f"{path}: expected a state dict, got {type(state).__name__}")
-    missing, _unexpected = module.load_state_dict(state, strict=False)
+    expected = module.state_dict()
+    missing = [k for k in expected if k not in state]
     if missing:
         raise CheckpointError(f"{path}: {len(missing)} weights missing (first: {missing[0]})")
+    for key, tensor in expected.items():
+        if state[key].shape != tensor.shape:
+            raise CheckpointError(
+                f"{path}: {key} has shape {tuple(state[key].shape)}, expected {tuple(tensor.shape)}"
+            )
+    module.load_state_dict({k: state[k] for k in expected})

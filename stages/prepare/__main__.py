@@ -5,7 +5,7 @@ import logging
 from pathlib import Path
 
 from rvos.config import load_params, to_dict
-from rvos.data.prepare import PREPARERS
+from rvos.data.prepare import PREPARERS, check_root
 from rvos.engine.tracking import flatten, start_run
 from rvos.io import write_json
 from rvos.stage import run_stage
@@ -20,6 +20,7 @@ def main() -> None:
     parser.add_argument("--metrics", type=Path, required=True, help="counts and skipped items")
     args = parser.parse_args()
     params = load_params()
+    check_root(params, args.dataset)  # before anything is written
     data = to_dict(getattr(params.data, args.dataset))
     with start_run(
         experiment=params.base.experiment,

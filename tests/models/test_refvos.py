@@ -9,7 +9,9 @@ from rvos.models.losses import MaskLoss, dice_loss
 @pytest.fixture(scope="module")
 def refvos():
     torch.manual_seed(0)
-    cfg = ModelConfig(backbone=BackboneConfig(name="mobilenet_v3_large"), fusion_dim=32)
+    cfg = ModelConfig(
+        backbone=BackboneConfig(name="resnet18"), fusion_dim=32, atrous_rates=(1, 2, 3)
+    )
     return build_model(cfg)
 
 

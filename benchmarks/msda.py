@@ -1,6 +1,11 @@
-"""Time the compiled multi-scale deformable attention against the PyTorch reference, side by side.
+"""Compiled multi-scale deformable attention against the PyTorch reference, side by side.
 
-    python benchmarks/bench_msda.py [--repeats 7] [--threads 2] [--shapes encoder decoder]
+    python benchmarks/msda.py [--repeats 7] [--threads 2] [--shapes encoder decoder]
+    python benchmarks/msda.py --case CASE.pt     # check both backends against a case file
+
+A case file has the layout of tests/ops/fixtures/msda_case.pt: the op's inputs, `output`,
+`grad_output` and the three gradients it produces; the largest error of each backend is
+printed, and the exit status is 1 when one exceeds --tolerance.
 
 Shapes are ReferFormer's on CPU in float32: 5 frames, 8 heads x 32 channels, levels 45x80,
 23x40, 12x20, 6x10, 4 points; the encoder has Lq = 4780 queries, the decoder Lq = 5. Forward
@@ -77,11 +82,40 @@ def child(backend: str, shape: str, mode: str) -> None:
     print(peak_rss_mb() - before)
 
 
+CASE_GRADS = ("value", "sampling_locations", "attention_weights")
+
+
+def check_case(path: str, tolerance: float) -> bool:
+    """Print each backend's largest error against a case file; True when all are in tolerance."""
+    case = torch.load(path, map_location="cpu", weights_only=True)
+    ok = True
+    for name, op in BACKENDS.items():
+        leaves = {k: case[k].detach().clone().requires_grad_() for k in CASE_GRADS}
+        output = op(
+            leaves["value"],
+            case["spatial_shapes"],
+            case["level_start_index"],
+            leaves["sampling_locations"],
+            leaves["attention_weights"],
+        )
+        output.backward(case["grad_output"].to(output.dtype))
+        errors = {"output": (output - case["output"]).abs().max().item()}
+        for k in CASE_GRADS:
+            errors[f"grad_{k}"] = (leaves[k].grad - case[f"grad_{k}"]).abs().max().item()
+        worst = max(errors.values())
+        ok &= worst <= tolerance
+        cells = "  ".join(f"{k} {v:.2e}" for k, v in errors.items())
+        print(f"{name:9} {cells}  {'ok' if worst <= tolerance else 'FAIL'}")
+    return ok
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--shapes", nargs="+", choices=list(QUERIES), default=list(QUERIES))
+    parser.add_argument("--case", help="check both backends against this case file")
+    parser.add_argument("--tolerance", type=float, default=1e-10, help="for --case")
     parser.add_argument(
         "--child", nargs=3, metavar=("BACKEND", "SHAPE", "MODE"), help=argparse.SUPPRESS
     )
@@ -92,6 +126,8 @@ def main() -> None:
     if args.child:
         child(*args.child)
         return
+    if args.case:
+        sys.exit(0 if check_case(args.case, args.tolerance) else 1)
 
     print(f"torch {torch.__version__}, {args.threads} threads, float32, median of {args.repeats}")
     print(
