@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -45,6 +46,9 @@ def flatten(data: dict, prefix: str = "") -> dict[str, Any]:
     return flat
 
 
+_METRIC_NAME = re.compile(r"[^\w\-. :/]")
+
+
 class Tracker:
     """Thin wrapper so the engine does not depend on MLflow's module-level state."""
 
@@ -52,7 +56,11 @@ class Tracker:
         self._mlflow = mlflow_module
 
     def log_metrics(self, metrics: dict[str, float], step: int | None = None) -> None:
-        self._mlflow.log_metrics({k: float(v) for k, v in metrics.items()}, step=step)
+        """Log metrics under names MLflow accepts: "refcoco+" → "refcoco_plus", "J&F" → "J_F"."""
+        clean = {
+            _METRIC_NAME.sub("_", k.replace("+", "_plus")): float(v) for k, v in metrics.items()
+        }
+        self._mlflow.log_metrics(clean, step=step)
 
     def log_artifact(self, path: str | Path, folder: str | None = None) -> None:
         self._mlflow.log_artifact(str(path), artifact_path=folder)

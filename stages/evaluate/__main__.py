@@ -69,7 +69,7 @@ def main() -> None:
         if index.has_masks:
             report["model"] = summarize(table, "model")
             report["baselines"] = {name: summarize(table, name) for name in BASELINES}
-            tracker.log_metrics({k.replace("&", "_"): v for k, v in report["model"].items()})
+            tracker.log_metrics(report["model"])
             for path in draw_overlays(table, index, args.predictions, cfg.overlays):
                 tracker.log_artifact(path, "overlays")
         write_json(args.metrics, report)

@@ -60,3 +60,15 @@ def test_forced_compiled_without_extension_fails(monkeypatch):
     monkeypatch.setenv("RVOS_MSDA_BACKEND", "compiled")
     with pytest.raises(ImportError, match="RVOS_MSDA_BACKEND=compiled but rvos.ops._C"):
         function.backend()
+
+
+CUDA_TOOLKIT = os.path.join(os.environ.get("CUDA_HOME", "/usr/local/cuda"), "bin", "nvcc")
+
+
+@pytest.mark.skipif(not os.path.exists(CUDA_TOOLKIT), reason="no CUDA toolkit on this machine")
+@pytest.mark.skipif(os.environ.get("RVOS_BUILD_EXT") == "cpu", reason="CPU-only build requested")
+def test_install_compiled_the_cuda_kernels():
+    """Where nvcc exists the install must build the CUDA kernels, so CI catches their errors."""
+    import importlib
+
+    assert importlib.import_module("rvos.ops._C").with_cuda
