@@ -95,7 +95,8 @@ def test_metrics_and_results_table(repro):
         assert scores["J&F"] == pytest.approx((scores["J"] + scores["F"]) / 2)
     assert report["baselines"]["all_background"]["J"] < report["baselines"]["all_objects"]["J"]
     table = (repro / "metrics/results.md").read_text()
-    for row in ("| RefVOS | mobilenet_v3_large |", "All background", "Every object"):
+    backbone = yaml.safe_load((repro / "params.yaml").read_text())["model"]["backbone"]["name"]
+    for row in (f"| RefVOS | {backbone} |", "All background", "Every object"):
         assert row in table
 
 
