@@ -17,8 +17,8 @@ import pickle
 from pathlib import Path
 
 from rvos.data.index import normalize_text
-from rvos.data.ytvos import read_json
 from rvos.errors import DataError
+from rvos.io import read_json
 
 SPLIT_BY = {"refcoco": "unc", "refcoco+": "unc", "refcocog": "umd"}
 SPLITS = {"unc": ("train", "val", "testA", "testB"), "umd": ("train", "val", "test")}

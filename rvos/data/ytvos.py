@@ -11,7 +11,6 @@ demo data ships it) the split is scored locally.
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 from typing import Any
@@ -20,17 +19,10 @@ from PIL import Image
 
 from rvos.data.index import Expression, Video, VideoIndex, normalize_text
 from rvos.errors import DataError
+from rvos.io import read_json
 
 SPLITS = ("train", "valid")
 
-
-def read_json(path: Path) -> Any:
-    try:
-        return json.loads(path.read_text())
-    except FileNotFoundError:
-        raise DataError(f"{path}: file not found") from None
-    except json.JSONDecodeError as err:
-        raise DataError(f"{path}: not valid JSON ({err})") from None
 
 
 def read_ytvos(root: str | Path, split: str) -> tuple[VideoIndex, list[dict]]:

@@ -83,12 +83,11 @@ def draw_overlays(table: pd.DataFrame, index: VideoIndex, out: Path, count: int)
         return []
     ranked = table.assign(jf=(table["model_J"] + table["model_F"]) / 2).sort_values("jf")
     picks = {"worst": ranked.head(count), "best": ranked.tail(count)[::-1]}
+    by_key = {(e.video, e.exp_id): e for e in index.expressions}
     written = []
     for label, part in picks.items():
         for rank, row in enumerate(part.itertuples(), start=1):
-            expression = next(
-                e for e in index.expressions if e.video == row.video and e.exp_id == row.exp_id
-            )
+            expression = by_key[(row.video, row.exp_id)]
             frames = index.videos[expression.video].frames
             images = [index.load_frame(expression.video, f) for f in frames]
             preds = [

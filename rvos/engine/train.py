@@ -101,7 +101,7 @@ def train(
     optimizer = build_optimizer(model, cfg)
     scheduler = warmup_cosine(optimizer, cfg.warmup_steps, total)
     rows = ["step,epoch,loss,lr"]
-    step, recent = 0, []
+    step, recent, logged = 0, [], float("nan")
     for epoch in range(cfg.epochs):
         bar = tqdm(loader, desc=f"{desc} epoch {epoch + 1}/{cfg.epochs}", unit="batch")
         for batch in bar:
@@ -121,10 +121,10 @@ def train(
             lr = optimizer.param_groups[0]["lr"]
             bar.set_postfix(loss=f"{recent[-1]:.4f}", lr=f"{lr:.2e}")
             if step % cfg.log_every == 0 or step == total:
-                mean = float(np.mean(recent))
+                logged = float(np.mean(recent))
                 recent.clear()
-                rows.append(f"{step},{epoch + 1},{mean:.6f},{lr:.6e}")
-                metrics = {"loss": mean, "lr": lr, **{k: v.item() for k, v in losses.items()}}
+                rows.append(f"{step},{epoch + 1},{logged:.6f},{lr:.6e}")
+                metrics = {"loss": logged, "lr": lr, **{k: v.item() for k, v in losses.items()}}
                 tracker.log_metrics(metrics, step=step)
         save_checkpoint(
             checkpoint,
@@ -137,5 +137,4 @@ def train(
         )
         log.info("%s: epoch %d done, checkpoint %s", desc, epoch + 1, checkpoint)
     write_text(curve, "\n".join(rows) + "\n")
-    final = float(rows[-1].split(",")[2]) if len(rows) > 1 else float("nan")
-    return TrainResult(steps=step, final_loss=final)
+    return TrainResult(steps=step, final_loss=round(logged, 6))

@@ -7,7 +7,6 @@ never sit in memory, and a submission zip can be scored without unpacking it.
 from __future__ import annotations
 
 import io
-import json
 import zipfile
 from pathlib import Path, PurePosixPath
 
@@ -15,6 +14,7 @@ import numpy as np
 from PIL import Image
 
 from rvos.errors import DataError
+from rvos.io import read_json
 
 __all__ = ["MaskSource", "load_json", "open_masks"]
 
@@ -102,12 +102,4 @@ def open_masks(path: str | Path, prefix: str = "") -> MaskSource:
 
 def load_json(source: str | Path | dict) -> dict:
     """A parsed JSON document, given as a path or already loaded."""
-    if isinstance(source, dict):
-        return source
-    path = Path(source)
-    if not path.is_file():
-        raise DataError(f"{path}: JSON file not found")
-    try:
-        return json.loads(path.read_text())
-    except json.JSONDecodeError as err:
-        raise DataError(f"{path}: not valid JSON ({err})") from None
+    return source if isinstance(source, dict) else read_json(source)
