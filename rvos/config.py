@@ -50,9 +50,47 @@ class RefcocoData:
 
 
 @dataclass(frozen=True)
+class DavisData:
+    """Ref-DAVIS17 as shipped: DAVIS/ (2017 unsupervised trainval 480p) + davis_text_annotations/."""
+
+    root: str
+    skip_bad: bool = False  # skip (count and log) malformed items instead of stopping
+
+
+@dataclass(frozen=True)
+class MevisData:
+    """MeViS as shipped: train/, valid_u/, valid/ with JPEGImages/ and meta_expressions.json."""
+
+    root: str
+    skip_bad: bool = False
+
+
+@dataclass(frozen=True)
+class A2dData:
+    """A2D-Sentences as shipped: Release/ (videoset.csv, clips320H/) + text_annotations/."""
+
+    root: str
+    skip_bad: bool = False
+
+
+@dataclass(frozen=True)
+class JhmdbData:
+    """JHMDB-Sentences as shipped: jhmdb_annotation.txt, Rename_Images/, puppet_mask/."""
+
+    root: str
+    skip_bad: bool = False
+
+
+@dataclass(frozen=True)
 class DataConfig:
+    """Datasets to prepare; the optional ones are prepared only when listed in params.yaml."""
+
     ytvos: YtvosData
     refcoco: RefcocoData
+    davis: DavisData | None = None
+    mevis: MevisData | None = None
+    a2d: A2dData | None = None
+    jhmdb: JhmdbData | None = None
 
 
 @dataclass(frozen=True)
@@ -74,10 +112,51 @@ class DemoRefcoco:
 
 
 @dataclass(frozen=True)
+class DemoDavis:
+    train_videos: int = 6
+    valid_videos: int = 4
+    frames: int = 12
+    height: int = 128
+    width: int = 224
+
+
+@dataclass(frozen=True)
+class DemoMevis:
+    train_videos: int = 24
+    valid_u_videos: int = 6
+    valid_videos: int = 6
+    frames: int = 12
+    height: int = 128
+    width: int = 224
+
+
+@dataclass(frozen=True)
+class DemoA2d:
+    train_videos: int = 16
+    test_videos: int = 8
+    frames: int = 24
+    annotated_frames: int = 3  # annotated frames per video
+    height: int = 128
+    width: int = 224
+
+
+@dataclass(frozen=True)
+class DemoJhmdb:
+    videos: int = 8
+    frames: int = 16
+    height: int = 128
+    width: int = 160
+
+
+@dataclass(frozen=True)
 class DemoConfig:
     seed: int = 0
     ytvos: DemoYtvos = field(default_factory=DemoYtvos)
     refcoco: DemoRefcoco = field(default_factory=DemoRefcoco)
+    davis: DemoDavis = field(default_factory=DemoDavis)
+    mevis: DemoMevis = field(default_factory=DemoMevis)
+    a2d: DemoA2d = field(default_factory=DemoA2d)
+    jhmdb: DemoJhmdb = field(default_factory=DemoJhmdb)
 
 
 @dataclass(frozen=True)
@@ -256,7 +335,10 @@ def _join(prefix: str, name: str) -> str:
 
 def dataset_root(params: Params, dataset: str, description: str) -> Path:
     """The existing root directory of `data.<dataset>`, or a one-line error naming the key."""
-    root = Path(getattr(params.data, dataset).root)
+    section = getattr(params.data, dataset)
+    if section is None:
+        raise ConfigError(f"params.yaml: data.{dataset}: missing (expected a section with root:)")
+    root = Path(section.root)
     if not root.is_dir():
         raise ConfigError(
             f"params.yaml: data.{dataset}.root = {str(root)!r}: directory not found "

@@ -30,8 +30,8 @@ from rvos.data.demo_shapes import Actor, Look
 _ATTRS = ("size", "colour", "shape")
 _MAX_TRIES = 200
 _JPEG_QUALITY = 90
-_FRAME_STRIDE = 5
-_PALETTE = shapes.davis_palette()
+FRAME_STRIDE = 5
+PALETTE = shapes.davis_palette()
 # (axis, sign): axis 0 is x, 1 is y; sign -1 means towards smaller coordinates.
 _SIDES = {(0, -1): "left", (0, 1): "right", (1, -1): "top", (1, 1): "bottom"}
 _MOST = {(0, -1): "leftmost", (0, 1): "rightmost", (1, -1): "topmost", (1, 1): "lowest"}
@@ -216,7 +216,7 @@ def _normal(text: str) -> str:
     return " ".join(text.lower().split())
 
 
-def _describe(rng: np.random.Generator, actors: list[Actor], style: str) -> list[list[tuple]]:
+def describe(rng: np.random.Generator, actors: list[Actor], style: str) -> list[list[tuple]]:
     """Per actor, up to 3 (kind, text) expressions, each true of that actor only.
 
     Kinds are taken in turn so an actor gets varied expressions; twins end up with motion or
@@ -241,7 +241,7 @@ def _describe(rng: np.random.Generator, actors: list[Actor], style: str) -> list
 
 
 @dataclass
-class _Clip:
+class Clip:
     """One sampled video: (T, H, W) object ids, (T, H, W, 3) frames, expressions per object."""
 
     vid: str
@@ -251,9 +251,9 @@ class _Clip:
     expressions: list[list[tuple]]
 
 
-def _sample_clip(
+def sample_clip(
     rng: np.random.Generator, frames: int, height: int, width: int, objects: tuple[int, int]
-) -> _Clip:
+) -> Clip:
     """A video whose objects are each visible in at least half the frames and each described."""
     vid = rng.bytes(5).hex()
     for _ in range(_MAX_TRIES):
@@ -267,9 +267,9 @@ def _sample_clip(
         visible = [(ids == k).any(axis=(1, 2)).sum() for k in range(1, count + 1)]
         if min(visible) * 2 < frames:
             continue
-        expressions = _describe(rng, actors, "ytvos")
+        expressions = describe(rng, actors, "ytvos")
         if all(expressions):
-            return _Clip(vid, actors, ids, shapes.paint(rng, actors, ids), expressions)
+            return Clip(vid, actors, ids, shapes.paint(rng, actors, ids), expressions)
     raise RuntimeError(f"could not sample a describable {frames}x{height}x{width} clip")
 
 
@@ -277,7 +277,7 @@ def _sample_clip(
 
 
 @contextmanager
-def _atomic_dir(root: Path, marker: str) -> Iterator[Path]:
+def atomic_dir(root: Path, marker: str) -> Iterator[Path]:
     """Yield a temporary directory beside `root` that replaces it only once fully written.
 
     An existing `root` is replaced only if it is empty or holds `marker` (a previous demo).
@@ -301,7 +301,7 @@ def _atomic_dir(root: Path, marker: str) -> Iterator[Path]:
     shutil.rmtree(old, ignore_errors=True)
 
 
-def _save_jpeg(image: np.ndarray, path: Path) -> None:
+def save_jpeg(image: np.ndarray, path: Path) -> None:
     Image.fromarray(image).save(path, quality=_JPEG_QUALITY)
 
 
@@ -310,15 +310,15 @@ def _write_json(path: Path, data: dict) -> None:
     path.write_text(json.dumps(data))
 
 
-def _write_clip(split_dir: Path, clip: _Clip, names: list[str], masks: bool) -> None:
+def _write_clip(split_dir: Path, clip: Clip, names: list[str], masks: bool) -> None:
     (split_dir / "JPEGImages" / clip.vid).mkdir(parents=True)
     if masks:
         (split_dir / "Annotations" / clip.vid).mkdir(parents=True)
     for t, name in enumerate(names):
-        _save_jpeg(clip.images[t], split_dir / "JPEGImages" / clip.vid / f"{name}.jpg")
+        save_jpeg(clip.images[t], split_dir / "JPEGImages" / clip.vid / f"{name}.jpg")
         if masks:  # palette PNG, pixel = object id
             ids = Image.fromarray(clip.ids[t])
-            ids.putpalette(_PALETTE)
+            ids.putpalette(PALETTE)
             ids.save(split_dir / "Annotations" / clip.vid / f"{name}.png")
 
 
@@ -343,18 +343,18 @@ def write_ytvos(
     {vid: {exp_id: "appearance" | "motion" | "position"}} for train and valid.
     Returns {"videos", "expressions", "frames", "objects"} totals over all splits.
     """
-    names = [f"{t * _FRAME_STRIDE:05d}" for t in range(frames)]
+    names = [f"{t * FRAME_STRIDE:05d}" for t in range(frames)]
     splits = {"train": train_videos, "valid": valid_videos, "test": test_videos}
     metas: dict[str, dict] = {split: {} for split in splits}
     objects, kinds, n_objects = {}, {}, 0
     with (
-        _atomic_dir(Path(root), "meta_expressions") as tmp,
+        atomic_dir(Path(root), "meta_expressions") as tmp,
         tqdm(total=sum(splits.values()), desc="demo ytvos", disable=not progress) as bar,
     ):
         for stream, (split, count) in enumerate(splits.items()):
             for index in range(count):
                 rng = np.random.default_rng([seed, stream, index])
-                clip = _sample_clip(rng, frames, height, width, objects_per_video)
+                clip = sample_clip(rng, frames, height, width, objects_per_video)
                 if any(clip.vid in meta for meta in metas.values()):
                     raise RuntimeError(f"video id {clip.vid} drawn twice; choose another seed")
                 _write_clip(tmp / split, clip, names, masks=split != "test")
@@ -381,7 +381,7 @@ def write_ytvos(
     }
 
 
-def _expressions(clip: _Clip, with_obj_id: bool) -> tuple[dict, dict]:
+def _expressions(clip: Clip, with_obj_id: bool) -> tuple[dict, dict]:
     """meta_expressions entries {exp_id: {"exp", "obj_id"}} and their kinds {exp_id: kind}."""
     exps, kinds = {}, {}
     for obj, said in enumerate(clip.expressions, start=1):
@@ -392,7 +392,7 @@ def _expressions(clip: _Clip, with_obj_id: bool) -> tuple[dict, dict]:
     return exps, kinds
 
 
-def _train_objects(clip: _Clip, names: list[str]) -> dict:
+def _train_objects(clip: Clip, names: list[str]) -> dict:
     """meta.json objects: category and the frames where the object is visible."""
     return {
         str(k): {
@@ -429,7 +429,7 @@ def _sample_image(rng: np.random.Generator, index: int, height: int, width: int)
         "unc": str(rng.choice(["train", "val", "testA", "testB"], p=[0.7, 0.1, 0.1, 0.1])),
         "umd": str(rng.choice(["train", "val", "test"], p=[0.8, 0.1, 0.1])),
     }
-    sentences = {name: _describe(rng, actors, name) for name, _ in _REFER_SETS}
+    sentences = {name: describe(rng, actors, name) for name, _ in _REFER_SETS}
     return pixels, _Still(entry, annotations, splits, sentences)
 
 
@@ -486,12 +486,12 @@ def write_refcoco(
     summed over the three sets.
     """
     stills = []
-    with _atomic_dir(Path(root), "refcoco") as tmp:
+    with atomic_dir(Path(root), "refcoco") as tmp:
         (tmp / "train2014").mkdir()
         for index in tqdm(range(images), desc="demo refcoco", disable=not progress):
             rng = np.random.default_rng([seed, 3, index])
             pixels, still = _sample_image(rng, index, height, width)
-            _save_jpeg(pixels, tmp / "train2014" / still.entry["file_name"])
+            save_jpeg(pixels, tmp / "train2014" / still.entry["file_name"])
             stills.append(still)
         categories = [
             {"id": c, "name": shape, "supercategory": "shape"}

@@ -359,7 +359,7 @@ def _actor(xs, shape="triangle", colour="red", motion="still", direction=(0, 0))
 def test_twins_are_told_apart_by_motion_only():
     twins = [_actor([10, 10, 10, 10]), _actor([20, 30, 40, 50], motion="linear", direction=(1, 0))]
     for seed in range(10):
-        said = demo._describe(np.random.default_rng(seed), twins, "ytvos")
+        said = demo.describe(np.random.default_rng(seed), twins, "ytvos")
         assert all(said) and all(kind != "appearance" for obj in said for kind, _ in obj)
         for kind, text in said[1]:
             assert kind == "position" or "right" in text
@@ -368,7 +368,7 @@ def test_twins_are_told_apart_by_motion_only():
 def test_positions_only_when_true_in_every_frame():
     crossing = [_actor([10, 20, 40, 50]), _actor([50, 40, 20, 10], shape="square", colour="blue")]
     for seed in range(10):
-        said = demo._describe(np.random.default_rng(seed), crossing, "ytvos")
+        said = demo.describe(np.random.default_rng(seed), crossing, "ytvos")
         assert not [text for obj in said for kind, text in obj if kind == "position"]
 
 
