@@ -34,6 +34,10 @@ class YtvosData:
     """Ref-YouTube-VOS as shipped: train/, valid/, test/, meta_expressions/."""
 
     root: str
+    # Train videos kept out of training and scored locally (the valid split has no masks in
+    # the release); drawn with holdout_seed and listed in data/prepared/ytvos/holdout.txt.
+    holdout_videos: int = 0
+    holdout_seed: int = 0
 
 
 @dataclass(frozen=True)
@@ -51,7 +55,7 @@ class RefcocoData:
 
 @dataclass(frozen=True)
 class DavisData:
-    """Ref-DAVIS17 as shipped: DAVIS/ (2017 unsupervised trainval 480p) + davis_text_annotations/."""
+    """Ref-DAVIS17 as shipped: DAVIS/ (2017 unsupervised 480p) + davis_text_annotations/."""
 
     root: str
     skip_bad: bool = False  # skip (count and log) malformed items instead of stopping
@@ -118,6 +122,7 @@ class DemoDavis:
     frames: int = 12
     height: int = 128
     width: int = 224
+    objects_per_video: tuple[int, int] = (1, 4)  # (min, max), inclusive
 
 
 @dataclass(frozen=True)
@@ -128,6 +133,7 @@ class DemoMevis:
     frames: int = 12
     height: int = 128
     width: int = 224
+    objects_per_video: tuple[int, int] = (2, 5)  # (min, max), inclusive
 
 
 @dataclass(frozen=True)
@@ -202,6 +208,8 @@ class TrainConfig:
     warmup_steps: int = 0
     num_frames: int = 1  # frames per clip; 1 for image pretraining
     hflip: float = 0.5  # probability of a horizontal flip (swaps left/right in the text)
+    crop_scale: tuple[float, float] = (1.0, 1.0)  # random crop (min, max) of the frame side
+    jitter: float = 0.0  # brightness/contrast/saturation jitter strength; hue never changes
     grad_clip: float = 0.1  # max gradient norm; 0 disables
     log_every: int = 10  # steps between MLflow metric logs
     max_samples: int = 0  # use at most this many training samples per epoch; 0 = all

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-BENCHMARKS = {"ytvos": "Ref-YouTube-VOS"}
+BENCHMARKS = {"ytvos": "Ref-YouTube-VOS", "davis": "Ref-DAVIS17", "mevis": "MeViS"}
+SPLIT_NAMES = {"holdout": "held-out train"}
 BASELINE_NAMES = {
     "all_background": "All background (trivial)",
     "all_objects": "Every object in the frame (trivial)",
@@ -12,19 +13,24 @@ METHOD_NAMES = {"refvos": "RefVOS"}
 
 def results_table(reports: list[dict]) -> str:
     """Markdown for a list of evaluate reports (metrics/evaluate/*.json)."""
-    benches = sorted({r["dataset"] for r in reports}, key=lambda d: list(BENCHMARKS).index(d))
-    rows: dict[tuple[str, str], dict[str, dict]] = {}
+    order = {name: i for i, name in enumerate(BENCHMARKS)}
+    reports = sorted(reports, key=lambda r: order.get(r["dataset"], len(order)))
+    columns: list[tuple[str, str]] = []
+    rows: dict[tuple[str, str], dict[tuple[str, str], dict]] = {}
     for r in reports:
-        if not r.get("scored"):
-            continue
-        key = (METHOD_NAMES.get(r["method"], r["method"]), r["backbone"])
-        rows.setdefault(key, {})[r["dataset"]] = r["model"]
-        for name, scores in r["baselines"].items():
-            rows.setdefault((BASELINE_NAMES[name], "—"), {})[r["dataset"]] = scores
+        for split, result in r["splits"].items():
+            if not result.get("scored"):
+                continue
+            column = (r["dataset"], split)
+            if column not in columns:
+                columns.append(column)
+            key = (METHOD_NAMES.get(r["method"], r["method"]), r["backbone"])
+            rows.setdefault(key, {})[column] = result["model"]
+            for name, scores in result.get("baselines", {}).items():
+                rows.setdefault((BASELINE_NAMES[name], "—"), {})[column] = scores
     header = ["Method", "Backbone"]
-    for bench in benches:
-        split = next(r["split"] for r in reports if r["dataset"] == bench)
-        title = f"{BENCHMARKS.get(bench, bench)} ({split})"
+    for bench, split in columns:
+        title = f"{BENCHMARKS.get(bench, bench)} ({SPLIT_NAMES.get(split, split)})"
         header += [f"{title} J&F", "J", "F"]
     lines = [
         "# Results",
@@ -36,8 +42,8 @@ def results_table(reports: list[dict]) -> str:
     ]
     for (method, backbone), scores in rows.items():
         cells = [method, backbone]
-        for bench in benches:
-            s = scores.get(bench)
+        for column in columns:
+            s = scores.get(column)
             cells += [f"{100 * s[k]:.1f}" for k in ("J&F", "J", "F")] if s else ["—"] * 3
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"

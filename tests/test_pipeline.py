@@ -6,6 +6,7 @@ import shutil
 import sqlite3
 import subprocess
 import sys
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -16,9 +17,11 @@ REPO = Path(__file__).resolve().parents[1]
 TINY = {
     "demo": {
         "seed": 1,
-        "ytvos": {"train_videos": 3, "valid_videos": 2, "test_videos": 1, "frames": 3},
+        "ytvos": {"train_videos": 4, "valid_videos": 2, "test_videos": 1, "frames": 3},
         "refcoco": {"images": 6},
+        "davis": {"train_videos": 1, "valid_videos": 1, "frames": 3},
     },
+    "data": {"ytvos": {"holdout_videos": 1}},
     "model": {"fusion_dim": 16, "input_size": [48, 80]},
     "pretrain": {"epochs": 1, "batch_size": 2, "max_samples": 4, "log_every": 1},
     "finetune": {"epochs": 1, "batch_size": 2, "max_samples": 4, "log_every": 1},
@@ -56,7 +59,8 @@ def workspace(tmp_path_factory) -> Path:
     params = yaml.safe_load((work / "params.yaml").read_text())
     merge(params, TINY)
     merge(params["demo"]["ytvos"], SIZE)
-    merge(params["demo"]["refcoco"], SIZE)
+    for name in ("refcoco", "davis"):
+        merge(params["demo"][name], SIZE)
     (work / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     subprocess.run(["git", "init", "-q"], cwd=work, check=True)
     return work
@@ -89,31 +93,59 @@ def repro(workspace) -> Path:
 
 def test_metrics_and_results_table(repro):
     report = json.loads((repro / "metrics/evaluate/ytvos.json").read_text())
-    assert report["scored"] and report["expressions"] > 0
-    for scores in [report["model"], *report["baselines"].values()]:
-        assert 0.0 <= scores["J"] <= 1.0 and 0.0 <= scores["F"] <= 1.0
-        assert scores["J&F"] == pytest.approx((scores["J"] + scores["F"]) / 2)
-    assert report["baselines"]["all_background"]["J"] < report["baselines"]["all_objects"]["J"]
+    assert set(report["splits"]) == {"valid", "holdout"}
+    for result in report["splits"].values():
+        assert result["scored"] and result["expressions"] > 0
+        for scores in [result["model"], *result["baselines"].values()]:
+            assert 0.0 <= scores["J"] <= 1.0 and 0.0 <= scores["F"] <= 1.0
+            assert scores["J&F"] == pytest.approx((scores["J"] + scores["F"]) / 2)
+        baselines = result["baselines"]
+        assert baselines["all_background"]["J"] < baselines["all_objects"]["J"]
     table = (repro / "metrics/results.md").read_text()
     backbone = yaml.safe_load((repro / "params.yaml").read_text())["model"]["backbone"]["name"]
-    for row in (f"| RefVOS | {backbone} |", "All background", "Every object"):
+    for row in (f"| RefVOS | {backbone} |", "All background", "Every object", "held-out train"):
         assert row in table
+
+
+def test_refdavis_scored_with_the_four_variants(repro):
+    report = json.loads((repro / "metrics/evaluate/davis.json").read_text())
+    result = report["splits"]["valid"]
+    assert sorted(result["variants"]) == ["0", "1", "2", "3"]
+    means = [result["variants"][a]["J&F-Mean"] for a in "0123"]
+    assert result["model"]["J&F"] == pytest.approx(sum(means) / 4)
+    assert "Ref-DAVIS17 (valid) J&F" in (repro / "metrics/results.md").read_text()
+    assert list((repro / "predictions/davis/valid/anno_3").glob("*/*.png"))
 
 
 def test_predictions_in_submission_layout(repro):
     index = json.loads((repro / "data/prepared/ytvos/valid.json").read_text())
     for e in index["expressions"]:
         frames = index["videos"][e["video"]]["frames"]
-        folder = repro / "predictions/ytvos/Annotations" / e["video"] / e["exp_id"]
+        folder = repro / "predictions/ytvos/valid/Annotations" / e["video"] / e["exp_id"]
         assert sorted(p.stem for p in folder.glob("*.png")) == frames
-    assert list((repro / "predictions/ytvos/overlays").glob("*.png"))
+    assert list((repro / "predictions/ytvos/valid/overlays").glob("*.png"))
+    assert (repro / "predictions/ytvos/holdout/per_video.png").is_file()
+    with zipfile.ZipFile(repro / "predictions/ytvos/valid/submission.zip") as archive:
+        names = sorted(archive.namelist())
+    expected = sorted(
+        f"Annotations/{e['video']}/{e['exp_id']}/{frame}.png"
+        for e in index["expressions"]
+        for frame in index["videos"][e["video"]]["frames"]
+    )
+    assert names == expected
 
 
 def test_prepare_counts(repro):
     counts = json.loads((repro / "metrics/prepare/ytvos.json").read_text())["counts"]
     assert counts["train"]["videos"] == 3 and counts["valid"]["videos"] == 2
+    assert counts["holdout"]["videos"] == 1
+    held = (repro / "data/prepared/ytvos/holdout.txt").read_text().split()
+    train = json.loads((repro / "data/prepared/ytvos/train.json").read_text())["videos"]
+    assert len(held) == 1 and held[0] not in train
     refcoco = json.loads((repro / "metrics/prepare/refcoco.json").read_text())
     assert refcoco["skipped"] == 0 and refcoco["counts"]["refcoco_train"]["sentences"] > 0
+    davis = json.loads((repro / "metrics/prepare/davis.json").read_text())["counts"]
+    assert davis["train"]["sequences"] == 1 and davis["valid"]["sequences"] == 1
 
 
 def test_one_mlflow_run_per_stage(repro):
@@ -124,11 +156,13 @@ def test_one_mlflow_run_per_stage(repro):
         ).fetchall()
         metric_keys = {k for (k,) in db.execute("SELECT DISTINCT key FROM metrics")}
     stages = sorted(stage for stage, _ in rows)
-    assert stages == sorted(
-        ["demo_data", "prepare", "prepare", "pretrain", "finetune", "evaluate", "report"]
-    )
+    prepared = len(yaml.safe_load((repro / "params.yaml").read_text())["data"])
+    scored = len(yaml.safe_load((repro / "dvc.yaml").read_text())["stages"]["evaluate"]["foreach"])
+    expected = ["demo_data", *["prepare"] * prepared, "pretrain", "finetune", "report"]
+    expected += ["evaluate"] * scored
+    assert stages == sorted(expected)
     assert all(status == "FINISHED" for _, status in rows)
-    assert {"loss", "lr", "J_F", "J", "F"} <= metric_keys
+    assert {"loss", "lr", "valid_J_F", "valid_J", "holdout_J_F"} <= metric_keys
 
 
 def test_second_repro_does_nothing(repro):

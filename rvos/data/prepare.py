@@ -11,14 +11,14 @@ from collections.abc import Callable
 from pathlib import Path
 
 from rvos.config import Params, dataset_root
-from rvos.data import refcoco, ytvos
-from rvos.data.index import save_index
-from rvos.io import write_json
-
+from rvos.data import davis, refcoco, ytvos
+from rvos.data.index import VideoIndex, save_index
+from rvos.io import write_json, write_text
 
 LAYOUTS = {
     "ytvos": "the Ref-YouTube-VOS directory with train/, valid/, meta_expressions/",
     "refcoco": "the directory holding refcoco/, refcoco+/, refcocog/",
+    "davis": davis.LAYOUT,
 }
 
 
@@ -28,21 +28,31 @@ def check_root(params: Params, dataset: str) -> Path:
 
 
 def prepare_ytvos(params: Params, out: Path) -> dict:
+    cfg = params.data.ytvos
     root = check_root(params, "ytvos")
-    counts, skipped = {}, []
+    indexes, skipped = {}, []
     for split in ytvos.SPLITS:
-        index, dropped = ytvos.read_ytvos(root, split)
-        save_index(index, out / f"{split}.json")
-        objects = {(e.video, o) for e in index.expressions for o in e.obj_ids}
-        counts[split] = {
-            "videos": len(index.videos),
-            "expressions": len(index.expressions),
-            "frames": sum(len(v.frames) for v in index.videos.values()),
-            "objects": len(objects),
-            "has_masks": index.has_masks,
-        }
+        indexes[split], dropped = ytvos.read_ytvos(root, split)
         skipped += [{**item, "split": split} for item in dropped]
+    if cfg.holdout_videos:
+        indexes["train"], indexes["holdout"] = ytvos.hold_out(
+            indexes["train"], cfg.holdout_videos, cfg.holdout_seed
+        )
+        write_text(out / "holdout.txt", "".join(f"{vid}\n" for vid in indexes["holdout"].videos))
+    for split, index in indexes.items():
+        save_index(index, out / f"{split}.json")
+    counts = {split: _video_counts(index) for split, index in indexes.items()}
     return {"counts": counts, "skipped": len(skipped), "skipped_items": skipped}
+
+
+def _video_counts(index: VideoIndex) -> dict:
+    return {
+        "videos": len(index.videos),
+        "expressions": len(index.expressions),
+        "frames": sum(len(v.frames) for v in index.videos.values()),
+        "objects": len({(e.video, o) for e in index.expressions for o in e.obj_ids}),
+        "has_masks": index.has_masks,
+    }
 
 
 def prepare_refcoco(params: Params, out: Path) -> dict:
@@ -69,4 +79,5 @@ def prepare_refcoco(params: Params, out: Path) -> dict:
 PREPARERS: dict[str, Callable[[Params, Path], dict]] = {
     "ytvos": prepare_ytvos,
     "refcoco": prepare_refcoco,
+    "davis": davis.prepare_davis,
 }

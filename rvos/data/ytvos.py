@@ -11,7 +11,9 @@ demo data ships it) the split is scored locally.
 
 from __future__ import annotations
 
+import dataclasses
 import os
+import random
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +24,6 @@ from rvos.errors import DataError
 from rvos.io import read_json
 
 SPLITS = ("train", "valid")
-
 
 
 def read_ytvos(root: str | Path, split: str) -> tuple[VideoIndex, list[dict]]:
@@ -60,6 +61,27 @@ def read_ytvos(root: str | Path, split: str) -> tuple[VideoIndex, list[dict]]:
                 expressions.append(expression)
     index = VideoIndex("ytvos", split, root, frames_dir, masks_dir, videos, tuple(expressions))
     return index, skipped
+
+
+def hold_out(index: VideoIndex, count: int, seed: int) -> tuple[VideoIndex, VideoIndex]:
+    """Split `count` videos, drawn with `seed`, off a train index: (rest, held out)."""
+    if not 0 < count < len(index.videos):
+        raise DataError(
+            f"params.yaml: data.ytvos.holdout_videos = {count}: expected between 1 and "
+            f"{len(index.videos) - 1} (the train split has {len(index.videos)} videos)"
+        )
+    names = sorted(index.videos)
+    held = {names[i] for i in random.Random(seed).sample(range(len(names)), count)}
+
+    def part(split: str, keep: bool) -> VideoIndex:
+        return dataclasses.replace(
+            index,
+            split=split,
+            videos={v: video for v, video in index.videos.items() if (v in held) == keep},
+            expressions=tuple(e for e in index.expressions if (e.video in held) == keep),
+        )
+
+    return part("train", False), part("holdout", True)
 
 
 def _videos(meta: Any, path: Path) -> dict:

@@ -23,9 +23,17 @@ from rvos.data.index import Expression, VideoIndex
 from rvos.engine.infer import expression_probabilities
 from rvos.engine.visualize import overlay_strip
 from rvos.eval.davis import score_expression
+from rvos.eval.report import plot_bars
+from rvos.eval.submission import write_submission_zip
 from rvos.io import save_image
 
 BASELINES = ("all_background", "all_objects")
+# Splits scored on a server: the meta_expressions file (relative to the dataset root) whose
+# every listed frame the zip must hold, and the archive layout.
+SERVER_SPLITS = {
+    ("ytvos", "valid"): ("meta_expressions/valid/meta_expressions.json", "ytvos"),
+    ("mevis", "valid"): ("valid/meta_expressions.json", "mevis"),
+}
 
 
 def prediction_path(out: Path, expression: Expression, frame: str) -> Path:
@@ -99,3 +107,27 @@ def draw_overlays(table: pd.DataFrame, index: VideoIndex, out: Path, count: int)
             save_image(path, overlay_strip(images, preds, targets, caption))
             written.append(path)
     return written
+
+
+def plot_per_video(table: pd.DataFrame, path: Path, title: str) -> Path:
+    """Bars of J&F per video (mean over its expressions), model next to the baselines."""
+    names = ["model", *BASELINES]
+    jf = {n: (table[f"{n}_J"] + table[f"{n}_F"]) / 2 for n in names}
+    per_video = pd.DataFrame({"video": table["video"], **jf}).groupby("video", sort=True).mean()
+    return plot_bars(per_video.reset_index(), "video", names, path, title=title)
+
+
+def write_submission(index: VideoIndex, out: Path) -> Path | None:
+    """The server's zip of `out/Annotations` when `index` is a server-scored split, else None."""
+    server = SERVER_SPLITS.get((index.dataset, index.split))
+    if server is None:
+        return None
+    meta, layout = server
+    return write_submission_zip(
+        out / "Annotations",
+        index.root / meta,
+        out / "submission.zip",
+        layout=layout,
+        videos=sorted(index.videos),
+        frame_sizes={v.name: (v.width, v.height) for v in index.videos.values()},
+    )

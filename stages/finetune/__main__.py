@@ -23,7 +23,9 @@ def main() -> None:
     params = load_params()
     phase = params.finetune
     index = load_index(args.data / "train.json")
-    transform = ClipTransform(params.model.input_size, hflip=phase.hflip)
+    transform = ClipTransform(
+        params.model.input_size, hflip=phase.hflip, crop_scale=phase.crop_scale, jitter=phase.jitter
+    )
     fit(
         params,
         phase,

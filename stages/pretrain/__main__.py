@@ -21,7 +21,12 @@ def main() -> None:
     params = load_params()
     index = read_json(args.data / "index.json")
     files = [args.data / name for name in index["files"].get("train", [])]
-    transform = ClipTransform(params.model.input_size, hflip=params.pretrain.hflip)
+    transform = ClipTransform(
+        params.model.input_size,
+        hflip=params.pretrain.hflip,
+        crop_scale=params.pretrain.crop_scale,
+        jitter=params.pretrain.jitter,
+    )
     dataset = ImageDataset(files, Path(index["images"]), transform)
     fit(
         params,
