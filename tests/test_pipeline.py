@@ -20,6 +20,7 @@ TINY = {
         "ytvos": {"train_videos": 4, "valid_videos": 2, "test_videos": 1, "frames": 3},
         "refcoco": {"images": 6},
         "davis": {"train_videos": 1, "valid_videos": 1, "frames": 3},
+        "mevis": {"train_videos": 2, "valid_u_videos": 1, "valid_videos": 1, "frames": 4},
     },
     "data": {"ytvos": {"holdout_videos": 1}},
     "model": {"fusion_dim": 16, "input_size": [48, 80]},
@@ -59,7 +60,7 @@ def workspace(tmp_path_factory) -> Path:
     params = yaml.safe_load((work / "params.yaml").read_text())
     merge(params, TINY)
     merge(params["demo"]["ytvos"], SIZE)
-    for name in ("refcoco", "davis"):
+    for name in ("refcoco", "davis", "mevis"):
         merge(params["demo"][name], SIZE)
     (work / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     subprocess.run(["git", "init", "-q"], cwd=work, check=True)
@@ -115,6 +116,20 @@ def test_refdavis_scored_with_the_four_variants(repro):
     assert result["model"]["J&F"] == pytest.approx(sum(means) / 4)
     assert "Ref-DAVIS17 (valid) J&F" in (repro / "metrics/results.md").read_text()
     assert list((repro / "predictions/davis/valid/anno_3").glob("*/*.png"))
+
+
+def test_mevis_scored_on_valid_u_and_zipped_for_the_server(repro):
+    report = json.loads((repro / "metrics/evaluate/mevis.json").read_text())
+    assert report["splits"]["valid_u"]["scored"] and not report["splits"]["valid"]["scored"]
+    index = json.loads((repro / "data/prepared/mevis/valid.json").read_text())
+    with zipfile.ZipFile(repro / "predictions/mevis/valid/submission.zip") as archive:
+        names = sorted(archive.namelist())
+    expected = sorted(
+        f"{e['video']}/{e['exp_id']}/{frame}.png"
+        for e in index["expressions"]
+        for frame in index["videos"][e["video"]]["frames"]
+    )
+    assert names == expected
 
 
 def test_predictions_in_submission_layout(repro):

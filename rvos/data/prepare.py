@@ -11,7 +11,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from rvos.config import Params, dataset_root
-from rvos.data import davis, refcoco, ytvos
+from rvos.data import davis, mevis, refcoco, ytvos
 from rvos.data.index import VideoIndex, save_index
 from rvos.io import write_json, write_text
 
@@ -19,6 +19,7 @@ LAYOUTS = {
     "ytvos": "the Ref-YouTube-VOS directory with train/, valid/, meta_expressions/",
     "refcoco": "the directory holding refcoco/, refcoco+/, refcocog/",
     "davis": davis.LAYOUT,
+    "mevis": mevis.LAYOUT,
 }
 
 
@@ -80,4 +81,5 @@ PREPARERS: dict[str, Callable[[Params, Path], dict]] = {
     "ytvos": prepare_ytvos,
     "refcoco": prepare_refcoco,
     "davis": davis.prepare_davis,
+    "mevis": mevis.prepare_mevis,
 }

@@ -65,12 +65,12 @@ def evaluate_split(
             save_image(prediction_path(out, expression, frame), image)
         row = {"video": expression.video, "exp_id": expression.exp_id, "text": expression.text}
         if index.has_masks:
-            labels = np.stack([index.load_labels(expression.video, f) for f in frames])
-            target = np.isin(labels, expression.obj_ids)
+            target = np.stack([index.target(expression, f) for f in frames])
+            objects = np.stack([index.objects_mask(expression.video, f) for f in frames])
             candidates = {
                 "model": prediction,
                 "all_background": np.zeros_like(target),
-                "all_objects": labels > 0,
+                "all_objects": objects,
             }
             for name, candidate in candidates.items():
                 scores = score_expression(target, candidate)

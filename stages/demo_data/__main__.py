@@ -8,6 +8,7 @@ from pathlib import Path
 from rvos.config import load_params
 from rvos.data.demo import write_refcoco, write_ytvos
 from rvos.data.demo_davis import write_davis
+from rvos.data.demo_mevis import write_mevis
 from rvos.engine.tracking import flatten, start_run
 from rvos.stage import run_stage
 
@@ -31,6 +32,7 @@ def main() -> None:
             "ytvos": write_ytvos(args.out / "ytvos", seed=demo.seed, **asdict(demo.ytvos)),
             "refcoco": write_refcoco(args.out / "refcoco", seed=demo.seed, **asdict(demo.refcoco)),
             "davis": write_davis(args.out / "davis", seed=demo.seed, **asdict(demo.davis)),
+            "mevis": write_mevis(args.out / "mevis", seed=demo.seed, **asdict(demo.mevis)),
         }
         tracker.log_metrics(flatten(counts))
     log.info("demo data written to %s: %s", args.out, counts)
