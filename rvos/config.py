@@ -83,6 +83,8 @@ class JhmdbData:
 
     root: str
     skip_bad: bool = False
+    # MTTR's frozen evaluation sample list; relative paths are taken from root.
+    samples_metadata: str = "jhmdb_sentences_samples_metadata.json"
 
 
 @dataclass(frozen=True)
@@ -144,6 +146,7 @@ class DemoA2d:
     annotated_frames: int = 3  # annotated frames per video
     height: int = 128
     width: int = 224
+    objects_per_video: tuple[int, int] = (1, 3)  # (min, max) actors, inclusive
 
 
 @dataclass(frozen=True)
@@ -152,6 +155,7 @@ class DemoJhmdb:
     frames: int = 16
     height: int = 128
     width: int = 160
+    objects_per_video: tuple[int, int] = (1, 3)  # (min, max) actors; one is referred
 
 
 @dataclass(frozen=True)
@@ -207,12 +211,13 @@ class TrainConfig:
     weight_decay: float = 5e-4
     warmup_steps: int = 0
     num_frames: int = 1  # frames per clip; 1 for image pretraining
+    sentences_per_clip: int = 1  # >1: one item per video with that many of its expressions
     hflip: float = 0.5  # probability of a horizontal flip (swaps left/right in the text)
     crop_scale: tuple[float, float] = (1.0, 1.0)  # random crop (min, max) of the frame side
     jitter: float = 0.0  # brightness/contrast/saturation jitter strength; hue never changes
     grad_clip: float = 0.1  # max gradient norm; 0 disables
     log_every: int = 10  # steps between MLflow metric logs
-    max_samples: int = 0  # use at most this many training samples per epoch; 0 = all
+    samples_per_epoch: int = 0  # items drawn per epoch (repeating past the dataset size); 0 = all
 
 
 @dataclass(frozen=True)

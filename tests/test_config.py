@@ -114,5 +114,5 @@ def test_stage_reports_unknown_key_in_one_line(tmp_path):
     assert done.stderr.strip() == (
         "error: params.yaml: finetune.epoch: unknown key (expected one of epochs, batch_size, "
         "lr, lr_backbone, lr_text, weight_decay, warmup_steps, num_frames, hflip, grad_clip, "
-        "log_every, max_samples)"
+        "log_every, samples_per_epoch)"
     )

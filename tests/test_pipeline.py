@@ -21,11 +21,13 @@ TINY = {
         "refcoco": {"images": 6},
         "davis": {"train_videos": 1, "valid_videos": 1, "frames": 3},
         "mevis": {"train_videos": 2, "valid_u_videos": 1, "valid_videos": 1, "frames": 4},
+        "a2d": {"train_videos": 2, "test_videos": 1, "frames": 6, "annotated_frames": 2},
+        "jhmdb": {"videos": 2, "frames": 5},
     },
     "data": {"ytvos": {"holdout_videos": 1}},
     "model": {"fusion_dim": 16, "input_size": [48, 80]},
-    "pretrain": {"epochs": 1, "batch_size": 2, "max_samples": 4, "log_every": 1},
-    "finetune": {"epochs": 1, "batch_size": 2, "max_samples": 4, "log_every": 1},
+    "pretrain": {"epochs": 1, "batch_size": 2, "samples_per_epoch": 4, "log_every": 1},
+    "finetune": {"epochs": 1, "batch_size": 2, "samples_per_epoch": 4, "log_every": 1},
     "evaluate": {"overlays": 1},
 }
 SIZE = {"height": 48, "width": 80}
@@ -60,7 +62,7 @@ def workspace(tmp_path_factory) -> Path:
     params = yaml.safe_load((work / "params.yaml").read_text())
     merge(params, TINY)
     merge(params["demo"]["ytvos"], SIZE)
-    for name in ("refcoco", "davis", "mevis"):
+    for name in ("refcoco", "davis", "mevis", "a2d", "jhmdb"):
         merge(params["demo"][name], SIZE)
     (work / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     subprocess.run(["git", "init", "-q"], cwd=work, check=True)
@@ -161,6 +163,10 @@ def test_prepare_counts(repro):
     assert refcoco["skipped"] == 0 and refcoco["counts"]["refcoco_train"]["sentences"] > 0
     davis = json.loads((repro / "metrics/prepare/davis.json").read_text())["counts"]
     assert davis["train"]["sequences"] == 1 and davis["valid"]["sequences"] == 1
+    a2d = json.loads((repro / "metrics/prepare/a2d.json").read_text())
+    assert a2d["counts"]["test"]["samples"] > 0 and a2d["skipped"] > 0  # the `1 (copy)` row
+    jhmdb = json.loads((repro / "metrics/prepare/jhmdb.json").read_text())["counts"]
+    assert jhmdb["test"]["samples"] > 0
 
 
 def test_one_mlflow_run_per_stage(repro):

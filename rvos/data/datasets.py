@@ -1,7 +1,8 @@
 """Torch datasets over prepared indexes: video clips and single images.
 
-Every item is {"frames": (T, 3, H, W), "masks": (T, H, W), "text": str}, so image
-pretraining (T = 1) and video finetuning share one model interface.
+Every item is {"frames": (T, 3, H, W), "masks": (K, T, H, W), "texts": [K sentences]}: K
+sentences about one clip, so image pretraining (T = 1) and video finetuning share one model
+interface, and a model can compute a clip's visual features once for all its sentences.
 """
 
 from __future__ import annotations
@@ -15,33 +16,58 @@ from PIL import Image
 from pycocotools import mask as mask_utils
 from torch.utils.data import Dataset
 
-from rvos.data.index import VideoIndex
+from rvos.data.index import Expression, VideoIndex
 from rvos.data.transforms import ClipTransform
 from rvos.errors import DataError
 
 
 class ClipDataset(Dataset):
-    """One item per expression: `num_frames` frames sampled in time order."""
+    """`num_frames` frames sampled in time order, with `sentences` expressions of the video.
 
-    def __init__(self, index: VideoIndex, num_frames: int, transform: ClipTransform):
+    With one sentence per clip there is an item per expression. With more, there is an item
+    per video, holding that many of its expressions (drawn without replacement while the
+    video has enough): each clip then teaches the model to tell its objects apart by the
+    words alone, for the cost of one pass over its frames.
+    """
+
+    def __init__(
+        self, index: VideoIndex, num_frames: int, transform: ClipTransform, sentences: int = 1
+    ):
         if not index.has_masks:
             raise DataError(f"{index.dataset}/{index.split}: cannot train on a split without masks")
+        if sentences < 1:
+            raise ValueError(f"sentences per clip = {sentences}: expected at least 1")
         self.index = index
         self.num_frames = num_frames
         self.transform = transform
+        self.sentences = sentences
+        by_video: dict[str, list[Expression]] = {}
+        for expression in index.expressions:
+            by_video.setdefault(expression.video, []).append(expression)
+        self.groups = (
+            [[e] for e in index.expressions] if sentences == 1 else list(by_video.values())
+        )
 
     def __len__(self) -> int:
-        return len(self.index.expressions)
+        return len(self.groups)
 
     def __getitem__(self, i: int) -> dict:
-        expression = self.index.expressions[i]
-        frames = self.index.videos[expression.video].frames
-        picks = sample_frames(len(frames), self.num_frames)
-        names = [frames[p] for p in picks]
-        images = [self.index.load_frame(expression.video, f) for f in names]
-        masks = [self.index.target(expression, f) for f in names]
-        clip, target, text = self.transform(images, masks, expression.text)
-        return {"frames": clip, "masks": target, "text": text}
+        expressions = draw(self.groups[i], self.sentences)
+        video = expressions[0].video
+        frames = self.index.videos[video].frames
+        names = [frames[p] for p in sample_frames(len(frames), self.num_frames)]
+        images = [self.index.load_frame(video, f) for f in names]
+        masks = [[self.index.target(e, f) for f in names] for e in expressions]
+        clip, targets, texts = self.transform.many(images, masks, [e.text for e in expressions])
+        return {"frames": clip, "masks": targets, "texts": texts}
+
+
+def draw(group: list, count: int) -> list:
+    """`count` members of `group` in random order, repeating only once all were drawn."""
+    picks = torch.randperm(len(group)).tolist()
+    while len(picks) < count:
+        picks += torch.randperm(len(group)).tolist()
+    return [group[p] for p in picks[:count]]
 
 
 def sample_frames(length: int, count: int) -> list[int]:
@@ -52,11 +78,24 @@ def sample_frames(length: int, count: int) -> list[int]:
 
 
 class ImageDataset(Dataset):
-    """One item per sentence of a per-sentence COCO-style file (see data.refcoco.convert)."""
+    """Sentences of per-sentence COCO-style files (see data.refcoco.convert) as 1-frame clips.
 
-    def __init__(self, coco_files: list[Path], images_dir: Path, transform: ClipTransform):
+    With one sentence per clip there is an item per sentence; with more, an item per image
+    holding that many of its sentences, as ClipDataset does per video.
+    """
+
+    def __init__(
+        self,
+        coco_files: list[Path],
+        images_dir: Path,
+        transform: ClipTransform,
+        sentences: int = 1,
+    ):
+        if sentences < 1:
+            raise ValueError(f"sentences per clip = {sentences}: expected at least 1")
         self.images_dir = Path(images_dir)
         self.transform = transform
+        self.sentences = sentences
         self.items: list[tuple[dict, dict]] = []
         for path in coco_files:
             try:
@@ -68,15 +107,25 @@ class ImageDataset(Dataset):
             except (json.JSONDecodeError, KeyError, TypeError) as err:
                 raise DataError(f"{path}: not a per-sentence COCO file ({err!r})") from None
 
+        by_image: dict[str, list[tuple[dict, dict]]] = {}
+        for image_info, ann in self.items:
+            by_image.setdefault(image_info["file_name"], []).append((image_info, ann))
+        self.groups = [[item] for item in self.items] if sentences == 1 else list(by_image.values())
+
     def __len__(self) -> int:
-        return len(self.items)
+        return len(self.groups)
 
     def __getitem__(self, i: int) -> dict:
-        image_info, ann = self.items[i]
-        image = Image.open(self.images_dir / image_info["file_name"]).convert("RGB")
-        mask = polygons_to_mask(ann["segmentation"], image_info["height"], image_info["width"])
-        clip, target, text = self.transform([image], [mask], image_info["caption"])
-        return {"frames": clip, "masks": target, "text": text}
+        chosen = draw(self.groups[i], self.sentences)
+        info = chosen[0][0]
+        image = Image.open(self.images_dir / info["file_name"]).convert("RGB")
+        masks = [
+            [polygons_to_mask(ann["segmentation"], info["height"], info["width"])]
+            for _, ann in chosen
+        ]
+        texts = [image_info["caption"] for image_info, _ in chosen]
+        clip, targets, texts = self.transform.many([image], masks, texts)
+        return {"frames": clip, "masks": targets, "texts": texts}
 
 
 def polygons_to_mask(polygons: list, height: int, width: int) -> np.ndarray:
@@ -86,9 +135,9 @@ def polygons_to_mask(polygons: list, height: int, width: int) -> np.ndarray:
 
 
 def collate(batch: list[dict]) -> dict:
-    """Stack items: frames (B, T, 3, H, W), masks (B, T, H, W), texts list[str]."""
+    """frames (B, T, 3, H, W); masks (B·K, T, H, W) and texts [B·K], clip b's K in a row."""
     return {
         "frames": torch.stack([b["frames"] for b in batch]),
-        "masks": torch.stack([b["masks"] for b in batch]),
-        "texts": [b["text"] for b in batch],
+        "masks": torch.cat([b["masks"] for b in batch]),
+        "texts": [text for b in batch for text in b["texts"]],
     }

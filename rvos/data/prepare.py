@@ -11,7 +11,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from rvos.config import Params, dataset_root
-from rvos.data import davis, mevis, refcoco, ytvos
+from rvos.data import a2d, davis, jhmdb, mevis, refcoco, ytvos
 from rvos.data.index import VideoIndex, save_index
 from rvos.io import write_json, write_text
 
@@ -20,6 +20,8 @@ LAYOUTS = {
     "refcoco": "the directory holding refcoco/, refcoco+/, refcocog/",
     "davis": davis.LAYOUT,
     "mevis": mevis.LAYOUT,
+    "a2d": a2d.LAYOUT,
+    "jhmdb": jhmdb.LAYOUT,
 }
 
 
@@ -82,4 +84,6 @@ PREPARERS: dict[str, Callable[[Params, Path], dict]] = {
     "refcoco": prepare_refcoco,
     "davis": davis.prepare_davis,
     "mevis": mevis.prepare_mevis,
+    "a2d": a2d.prepare_a2d,
+    "jhmdb": jhmdb.prepare_jhmdb,
 }

@@ -120,23 +120,37 @@ class ClipTransform:
     def __call__(
         self, frames: list[Image.Image], masks: list[np.ndarray], text: str
     ) -> tuple[torch.Tensor, torch.Tensor, str]:
+        """One sentence: masks are the T per-frame targets; returns (clip, (T, H, W), text)."""
+        clip, targets, texts = self.many(frames, [masks], [text])
+        return clip, targets[0], texts[0]
+
+    def many(
+        self, frames: list[Image.Image], masks: list[list[np.ndarray]], texts: list[str]
+    ) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
+        """K sentences about one clip, all given the same crop, jitter and flip.
+
+        masks[k] are sentence k's T per-frame targets; returns (clip (T, 3, H, W),
+        targets (K, T, H, W), texts).
+        """
         if self.crop_scale[0] < 1:
             frames, masks = self._crop(frames, masks)
         clip = resize_frames(frames, self.size)
         if self.jitter > 0:
             clip = jitter_photometric(clip, self.jitter)
         clip = normalize(clip)
-        target = masks_to_tensor(masks, self.size)
+        targets = torch.stack([masks_to_tensor(m, self.size) for m in masks])
         if self.hflip > 0 and torch.rand(()) < self.hflip:
-            clip, target, text = clip.flip(-1), target.flip(-1), swap_left_right(text)
-        return clip, target, text
+            clip, targets = clip.flip(-1), targets.flip(-1)
+            texts = [swap_left_right(t) for t in texts]
+        return clip, targets, list(texts)
 
     def _crop(
-        self, frames: list[Image.Image], masks: list[np.ndarray]
-    ) -> tuple[list[Image.Image], list[np.ndarray]]:
+        self, frames: list[Image.Image], masks: list[list[np.ndarray]]
+    ) -> tuple[list[Image.Image], list[list[np.ndarray]]]:
         low, high = self.crop_scale
         scale = low + (high - low) * float(torch.rand(()))
         width, height = frames[0].size
-        top, left, h, w = crop_box(height, width, np.any(np.stack(masks), axis=0), scale)
+        union = np.any(np.stack([np.stack(m) for m in masks]), axis=(0, 1))
+        top, left, h, w = crop_box(height, width, union, scale)
         frames = [f.crop((left, top, left + w, top + h)) for f in frames]
-        return frames, [m[top : top + h, left : left + w] for m in masks]
+        return frames, [[m[top : top + h, left : left + w] for m in per] for per in masks]

@@ -86,7 +86,7 @@ def train(
     desc: str = "train",
 ) -> TrainResult:
     """Train for cfg.epochs, saving `checkpoint` after every epoch and a loss curve CSV."""
-    samples = cfg.max_samples or len(dataset)
+    samples = cfg.samples_per_epoch or len(dataset)
     generator = torch.Generator().manual_seed(seed)
     loader = DataLoader(
         dataset,

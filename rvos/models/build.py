@@ -1,8 +1,9 @@
 """Method registry: `model.method` → builder of (model, criterion) and its postprocess.
 
-Every method's forward takes frames (B, T, 3, H, W) and a list of B sentences and returns
-a dict; its criterion returns unweighted losses with a `weight_dict`; its postprocess
-turns the outputs into per-frame foreground probabilities (B, T, H, W).
+Every method's forward takes frames (B, T, 3, H, W) and a list of B·K sentences, K per clip
+(clip b's are texts[b*K:(b+1)*K]), and returns a dict of per-sentence outputs; its criterion
+returns unweighted losses with a `weight_dict`; its postprocess turns the outputs into
+per-frame foreground probabilities (B·K, T, H, W).
 """
 
 from __future__ import annotations

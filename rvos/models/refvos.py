@@ -46,14 +46,24 @@ class RefVOS(nn.Module):
         nn.init.constant_(self.head[-1].bias, -math.log((1 - FOREGROUND_PRIOR) / FOREGROUND_PRIOR))
 
     def forward(self, frames: torch.Tensor, texts: list[str]) -> dict:
-        """frames (B, T, 3, H, W), one sentence per clip → {"pred_masks": (B, T, H, W) logits}."""
+        """frames (B, T, 3, H, W) and K sentences per clip (texts[b*K:(b+1)*K] are clip b's)
+        → {"pred_masks": (B·K, T, H, W) logits}. The visual features are computed once."""
         b, t, _, h, w = frames.shape
+        k = sentences_per_clip(b, texts)
         visual = self.aspp(self.backbone(frames.flatten(0, 1))["out"])  # (B*T, C, h', w')
-        sentence = self.text_proj(self.text_encoder(texts))  # (B, C)
+        visual = visual.unflatten(0, (b, 1, t)).expand(-1, k, -1, -1, -1, -1).flatten(0, 2)
+        sentence = self.text_proj(self.text_encoder(texts))  # (B*K, C)
         fused = visual * sentence.repeat_interleave(t, dim=0)[:, :, None, None]
-        logits = self.head(fused)  # (B*T, 1, h', w')
+        logits = self.head(fused)  # (B*K*T, 1, h', w')
         logits = F.interpolate(logits, size=(h, w), mode="bilinear", align_corners=False)
-        return {"pred_masks": logits.view(b, t, h, w)}
+        return {"pred_masks": logits.view(b * k, t, h, w)}
+
+
+def sentences_per_clip(clips: int, texts: list[str]) -> int:
+    """K such that len(texts) == clips × K, or a ValueError."""
+    if not texts or len(texts) % clips:
+        raise ValueError(f"{len(texts)} sentences for {clips} clips: expected K per clip, K >= 1")
+    return len(texts) // clips
 
 
 def refvos_probabilities(outputs: dict) -> torch.Tensor:

@@ -7,7 +7,9 @@ from pathlib import Path
 
 from rvos.config import load_params
 from rvos.data.demo import write_refcoco, write_ytvos
+from rvos.data.demo_a2d import write_a2d
 from rvos.data.demo_davis import write_davis
+from rvos.data.demo_jhmdb import write_jhmdb
 from rvos.data.demo_mevis import write_mevis
 from rvos.engine.tracking import flatten, start_run
 from rvos.stage import run_stage
@@ -33,6 +35,8 @@ def main() -> None:
             "refcoco": write_refcoco(args.out / "refcoco", seed=demo.seed, **asdict(demo.refcoco)),
             "davis": write_davis(args.out / "davis", seed=demo.seed, **asdict(demo.davis)),
             "mevis": write_mevis(args.out / "mevis", seed=demo.seed, **asdict(demo.mevis)),
+            "a2d": write_a2d(args.out / "a2d", seed=demo.seed, **asdict(demo.a2d)),
+            "jhmdb": write_jhmdb(args.out / "jhmdb", seed=demo.seed, **asdict(demo.jhmdb)),
         }
         tracker.log_metrics(flatten(counts))
     log.info("demo data written to %s: %s", args.out, counts)

@@ -29,7 +29,7 @@ def main() -> None:
     fit(
         params,
         phase,
-        ClipDataset(index, phase.num_frames, transform),
+        ClipDataset(index, phase.num_frames, transform, phase.sentences_per_clip),
         stage="finetune",
         dataset_name=args.dataset,
         out=args.out,

@@ -27,7 +27,9 @@ def main() -> None:
         crop_scale=params.pretrain.crop_scale,
         jitter=params.pretrain.jitter,
     )
-    dataset = ImageDataset(files, Path(index["images"]), transform)
+    dataset = ImageDataset(
+        files, Path(index["images"]), transform, params.pretrain.sentences_per_clip
+    )
     fit(
         params,
         params.pretrain,

@@ -199,8 +199,8 @@ def test_rle_file_cached_and_reread_when_changed(tree, tmp_path):
 def test_clip_dataset_over_rle_index(tree, tmp_path):
     index = _prepared(tree, tmp_path / "prepared")
     item = ClipDataset(index, num_frames=2, transform=ClipTransform((H, W)))[0]
-    assert item["frames"].shape == (2, 3, H, W) and item["masks"].shape == (2, H, W)
-    assert item["text"] == "the two boxes moving down" and item["masks"].sum() > 0
+    assert item["frames"].shape == (2, 3, H, W) and item["masks"].shape == (1, 2, H, W)
+    assert item["texts"] == ["the two boxes moving down"] and item["masks"].sum() > 0
 
 
 # -------------------------------------------------------------------- palette indexes

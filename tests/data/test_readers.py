@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from rvos.data import refcoco, ytvos
-from rvos.data.datasets import ClipDataset, ImageDataset, collate, polygons_to_mask
+from rvos.data.datasets import ClipDataset, ImageDataset, collate, draw, polygons_to_mask
 from rvos.data.index import load_index, save_index
 from rvos.data.transforms import ClipTransform
 from rvos.errors import DataError
@@ -63,6 +63,33 @@ def test_clip_dataset_items(tiny_ytvos):
     assert batch["frames"].shape == (2, 3, 3, 32, 48)
     assert batch["masks"].shape == (2, 3, 32, 48)
     assert batch["texts"] == [index.expressions[0].text, index.expressions[1].text]
+
+
+def test_clip_dataset_several_sentences_per_clip(tiny_ytvos):
+    index, _ = ytvos.read_ytvos(tiny_ytvos, "train")
+    dataset = ClipDataset(index, num_frames=2, transform=ClipTransform((32, 48)), sentences=3)
+    assert len(dataset) == len(index.videos)
+    torch.manual_seed(0)
+    item = dataset[0]
+    video = dataset.groups[0][0].video
+    by_text = {e.text: e for e in index.expressions if e.video == video}
+    assert item["masks"].shape == (3, 2, 32, 48) and len(item["texts"]) == 3
+    assert set(item["texts"]) <= set(by_text)
+    if len(by_text) >= 3:  # drawn without replacement while the video has enough
+        assert len(set(item["texts"])) == 3
+    # Each sentence keeps its own target: the masks differ where the objects differ.
+    targets = {e.obj_ids for e in map(by_text.get, item["texts"])}
+    if len(targets) > 1:
+        assert not all(torch.equal(item["masks"][0], m) for m in item["masks"][1:])
+    batch = collate([item, dataset[1]])
+    assert batch["frames"].shape == (2, 2, 3, 32, 48) and batch["masks"].shape == (6, 2, 32, 48)
+    assert batch["texts"][:3] == item["texts"]
+
+
+def test_draw_repeats_only_after_every_member():
+    torch.manual_seed(0)
+    picks = draw(["a", "b"], 5)
+    assert sorted(picks[:2]) == ["a", "b"] and sorted(picks[2:4]) == ["a", "b"]
 
 
 def test_refcoco_conversion(tiny_refcoco):

@@ -26,6 +26,24 @@ def test_forward_shapes_and_probabilities(refvos):
     assert ((probs >= 0) & (probs <= 1)).all()
 
 
+def test_several_sentences_per_clip_equal_one_clip_per_sentence(refvos):
+    model, _ = refvos
+    model.eval()
+    frames = torch.randn(2, 2, 3, 64, 96)
+    texts = ["the red square", "a star", "the circle moving left", "the lowest object"]
+    with torch.no_grad():
+        shared = model(frames, texts)["pred_masks"]
+        alone = [
+            model(frames[i // 2 : i // 2 + 1], [text])["pred_masks"][0]
+            for i, text in enumerate(texts)
+        ]
+    assert shared.shape == (4, 2, 64, 96)
+    for k in range(4):
+        torch.testing.assert_close(shared[k], alone[k], rtol=1e-4, atol=1e-4)
+    with pytest.raises(ValueError, match="3 sentences for 2 clips"):
+        model(frames, texts[:3])
+
+
 def test_every_trainable_parameter_gets_a_gradient(refvos):
     model, criterion = refvos
     model.train()
