@@ -16,7 +16,9 @@ from PIL import Image
 from pycocotools import mask as mask_utils
 from torch.utils.data import Dataset
 
-from rvos.data.index import Expression, VideoIndex
+from rvos.config import TrainConfig
+from rvos.data.frame_samples import FrameWindowDataset, load_frame_index
+from rvos.data.index import Expression, VideoIndex, load_index
 from rvos.data.transforms import ClipTransform
 from rvos.errors import DataError
 
@@ -135,9 +137,30 @@ def polygons_to_mask(polygons: list, height: int, width: int) -> np.ndarray:
 
 
 def collate(batch: list[dict]) -> dict:
-    """frames (B, T, 3, H, W); masks (B·K, T, H, W) and texts [B·K], clip b's K in a row."""
+    """frames (B, T, 3, H, W); masks (B·K, T, H, W), valid (B·K, T) and texts [B·K], clip b's
+    K in a row. `valid` marks the frames that have a target (all, unless an item says)."""
+    valid = [
+        b.get("valid", torch.ones(b["masks"].shape[1], dtype=torch.bool))
+        .expand(len(b["texts"]), -1)
+        for b in batch
+    ]
     return {
         "frames": torch.stack([b["frames"] for b in batch]),
         "masks": torch.cat([b["masks"] for b in batch]),
+        "valid": torch.cat(valid),
         "texts": [text for b in batch for text in b["texts"]],
     }
+
+
+def training_dataset(
+    name: str, prepared: Path, phase: TrainConfig, transform: ClipTransform
+) -> Dataset:
+    """The finetuning set of a prepared video dataset: clips of its videos (Ref-YouTube-VOS,
+    MeViS) or windows around annotated frames (A2D-Sentences)."""
+    if name == "a2d":
+        index = load_frame_index(prepared / "train.json")
+        return FrameWindowDataset(index, phase.num_frames, transform)
+    if name in ("ytvos", "mevis"):
+        index = load_index(prepared / "train.json")
+        return ClipDataset(index, phase.num_frames, transform, phase.sentences_per_clip)
+    raise ValueError(f"no training set for dataset {name!r}; expected a2d, mevis or ytvos")

@@ -106,7 +106,8 @@ def train(
         bar = tqdm(loader, desc=f"{desc} epoch {epoch + 1}/{cfg.epochs}", unit="batch")
         for batch in bar:
             frames, masks = batch["frames"].to(device), batch["masks"].to(device)
-            losses = criterion(model(frames, batch["texts"]), masks)
+            valid = batch["valid"].to(device)
+            losses = criterion(model(frames, batch["texts"]), masks, valid)
             loss = sum(criterion.weight_dict[k] * v for k, v in losses.items())
             if not torch.isfinite(loss):
                 raise RvosError(f"{desc}: loss is {loss.item()} at step {step}; lower the lr")

@@ -25,10 +25,16 @@ class MaskLoss(nn.Module):
         super().__init__()
         self.weight_dict = {"loss_bce": bce_weight, "loss_dice": dice_weight}
 
-    def forward(self, outputs: dict, masks: torch.Tensor) -> dict[str, torch.Tensor]:
-        """outputs["pred_masks"] and masks: (B, T, H, W)."""
-        logits = outputs["pred_masks"].flatten(0, 1)
-        targets = masks.flatten(0, 1).to(logits.dtype)
+    def forward(
+        self, outputs: dict, masks: torch.Tensor, valid: torch.Tensor | None = None
+    ) -> dict[str, torch.Tensor]:
+        """outputs["pred_masks"] and masks: (N, T, H, W); valid (N, T): frames with a target
+        (A2D annotates one frame of a window); the others are left out of the loss."""
+        logits, targets = outputs["pred_masks"], masks.to(outputs["pred_masks"].dtype)
+        if valid is None:
+            logits, targets = logits.flatten(0, 1), targets.flatten(0, 1)
+        else:
+            logits, targets = logits[valid], targets[valid]
         return {
             "loss_bce": F.binary_cross_entropy_with_logits(logits, targets),
             "loss_dice": dice_loss(logits, targets),

@@ -4,8 +4,7 @@ import argparse
 from pathlib import Path
 
 from rvos.config import load_params
-from rvos.data.datasets import ClipDataset
-from rvos.data.index import load_index
+from rvos.data.datasets import training_dataset
 from rvos.data.transforms import ClipTransform
 from rvos.engine.fit import fit
 from rvos.stage import run_stage
@@ -22,14 +21,13 @@ def main() -> None:
     args = parser.parse_args()
     params = load_params()
     phase = params.finetune
-    index = load_index(args.data / "train.json")
     transform = ClipTransform(
         params.model.input_size, hflip=phase.hflip, crop_scale=phase.crop_scale, jitter=phase.jitter
     )
     fit(
         params,
         phase,
-        ClipDataset(index, phase.num_frames, transform, phase.sentences_per_clip),
+        training_dataset(args.dataset, args.data, phase, transform),
         stage="finetune",
         dataset_name=args.dataset,
         out=args.out,

@@ -83,6 +83,7 @@ def test_clip_dataset_several_sentences_per_clip(tiny_ytvos):
         assert not all(torch.equal(item["masks"][0], m) for m in item["masks"][1:])
     batch = collate([item, dataset[1]])
     assert batch["frames"].shape == (2, 2, 3, 32, 48) and batch["masks"].shape == (6, 2, 32, 48)
+    assert batch["valid"].shape == (6, 2) and batch["valid"].all()
     assert batch["texts"][:3] == item["texts"]
 
 

@@ -91,3 +91,19 @@ def test_registry_names_unknown_method():
     assert "refvos" in METHODS
     with pytest.raises(ValueError, match="unknown method 'nope'"):
         get_method("nope")
+
+
+def test_mask_loss_leaves_out_frames_without_a_target():
+    logits = torch.randn(2, 3, 8, 8)
+    masks = (torch.rand(2, 3, 8, 8) > 0.5).float()
+    valid = torch.tensor([[False, True, False], [True, True, False]])
+    criterion = MaskLoss()
+    kept = criterion({"pred_masks": logits}, masks, valid)
+    garbage = masks.clone()
+    garbage[~valid] = 1 - garbage[~valid]  # whatever the unannotated frames hold
+    assert kept == criterion({"pred_masks": logits}, garbage, valid)
+    expected = criterion({"pred_masks": logits[valid][:, None]}, masks[valid][:, None])
+    for name in kept:
+        torch.testing.assert_close(kept[name], expected[name])
+    everything = criterion({"pred_masks": logits}, masks, torch.ones(2, 3, dtype=torch.bool))
+    assert everything == criterion({"pred_masks": logits}, masks)
