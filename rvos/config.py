@@ -218,6 +218,8 @@ class TrainConfig:
     grad_clip: float = 0.1  # max gradient norm; 0 disables
     log_every: int = 10  # steps between MLflow metric logs
     samples_per_epoch: int = 0  # items drawn per epoch (repeating past the dataset size); 0 = all
+    checkpoint_every: int = 100  # steps between resume states (and at each epoch); 0 = epochs only
+    max_bad_steps: int = 5  # non-finite losses in a row (each step skipped) before stopping
 
 
 @dataclass(frozen=True)

@@ -114,5 +114,6 @@ def test_stage_reports_unknown_key_in_one_line(tmp_path):
     assert done.stderr.strip() == (
         "error: params.yaml: finetune.epoch: unknown key (expected one of epochs, batch_size, "
         "lr, lr_backbone, lr_text, weight_decay, warmup_steps, num_frames, sentences_per_clip, "
-        "hflip, crop_scale, jitter, grad_clip, log_every, samples_per_epoch)"
+        "hflip, crop_scale, jitter, grad_clip, log_every, samples_per_epoch, checkpoint_every, "
+        "max_bad_steps)"
     )

@@ -19,8 +19,14 @@ from rvos.io import atomic_open
 def save_checkpoint(path: str | Path, **payload: Any) -> None:
     """torch.save `payload` (plus the git commit) to `path` without ever leaving half a file."""
     payload.setdefault("git_commit", git_commit())
-    with atomic_open(path, "wb") as handle:
-        torch.save(payload, handle)
+    try:
+        with atomic_open(path, "wb") as handle:
+            torch.save(payload, handle)
+    except OSError as err:
+        raise CheckpointError(
+            f"{path}: cannot write the checkpoint ({err.strerror or err}); the previous one, "
+            "if any, is kept"
+        ) from None
 
 
 def load_checkpoint(path: str | Path) -> dict:

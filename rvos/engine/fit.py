@@ -28,6 +28,7 @@ def fit(
     metrics: Path,
     curve: Path,
     init: Path | None = None,
+    resume: Path | None = None,
 ) -> dict:
     """Train `params.model` on `dataset`; writes out/model.pt, the metrics JSON and the curve."""
     seed_everything(params.base.seed)
@@ -57,9 +58,11 @@ def fit(
             seed=params.base.seed,
             num_workers=params.base.num_workers,
             desc=f"{stage} {dataset_name}",
+            resume=resume,
         )
         summary = {"steps": result.steps, "final_loss": result.final_loss, "samples": len(dataset)}
-        tracker.log_metrics({"final_loss": result.final_loss})
+        summary["skipped_steps"] = result.skipped_steps
+        tracker.log_metrics({"final_loss": result.final_loss, "resumed_at_step": result.resumed_at})
         tracker.log_artifact(curve, "curves")
     write_json(metrics, summary)
     return summary

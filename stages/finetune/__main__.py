@@ -18,6 +18,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, required=True, help="checkpoint directory")
     parser.add_argument("--metrics", type=Path, required=True)
     parser.add_argument("--curve", type=Path, required=True, help="loss curve CSV")
+    parser.add_argument("--resume", type=Path, help="training state to resume from and update")
     args = parser.parse_args()
     params = load_params()
     phase = params.finetune
@@ -33,6 +34,7 @@ def main() -> None:
         out=args.out,
         metrics=args.metrics,
         curve=args.curve,
+        resume=args.resume,
         init=args.init,
     )
 

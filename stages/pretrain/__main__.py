@@ -17,6 +17,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, required=True, help="checkpoint directory")
     parser.add_argument("--metrics", type=Path, required=True)
     parser.add_argument("--curve", type=Path, required=True, help="loss curve CSV")
+    parser.add_argument("--resume", type=Path, help="training state to resume from and update")
     args = parser.parse_args()
     params = load_params()
     index = read_json(args.data / "index.json")
@@ -39,6 +40,7 @@ def main() -> None:
         out=args.out,
         metrics=args.metrics,
         curve=args.curve,
+        resume=args.resume,
     )
 
 

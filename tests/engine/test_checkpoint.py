@@ -1,9 +1,11 @@
+import errno
 import pickle
 
 import pytest
 import torch
 from torch import nn
 
+from rvos.engine import checkpoint
 from rvos.engine.checkpoint import load_checkpoint, load_model_state, save_checkpoint
 from rvos.errors import CheckpointError
 
@@ -57,3 +59,26 @@ def test_mismatched_weights_are_named(tmp_path):
         load_model_state(nn.Linear(4, 2), state, "x.pt")
     with pytest.raises(CheckpointError, match="1 missing .first: bias."):
         load_model_state(nn.Linear(3, 2), {"weight": state["weight"]}, "x.pt")
+
+
+def test_full_disk_keeps_the_previous_checkpoint(tmp_path, monkeypatch):
+    path = tmp_path / "model.pt"
+    save_checkpoint(path, model={"w": torch.ones(2)}, config={})
+
+    def disk_full(obj, handle):
+        handle.write(b"partial")
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(checkpoint.torch, "save", disk_full)
+    with pytest.raises(CheckpointError, match="model.pt: cannot write the checkpoint \\(No space"):
+        save_checkpoint(path, model={"w": torch.zeros(2)}, config={})
+    monkeypatch.undo()
+    assert torch.equal(load_checkpoint(path)["model"]["w"], torch.ones(2))
+    assert [p.name for p in tmp_path.iterdir()] == ["model.pt"]  # no temporary file left
+
+
+def test_unwritable_destination_is_a_clear_error(tmp_path):
+    blocker = tmp_path / "not_a_dir"
+    blocker.write_text("")
+    with pytest.raises(CheckpointError, match="not_a_dir/model.pt: cannot write the checkpoint"):
+        save_checkpoint(blocker / "model.pt", model={}, config={})

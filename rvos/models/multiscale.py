@@ -1,0 +1,213 @@
+"""Multi-scale vision backbones for ReferFormer-family models.
+
+ReferFormer's deformable transformer reads three feature maps per frame: C3, C4 and C5 at
+strides 8, 16 and 32. `multiscale_backbone` cuts them out of torchvision's ResNet and Swin
+image models and out of its Video Swin, whose clips give per-frame maps. Submodules keep
+torchvision's names, so torchvision state dicts load as they are (classifier keys ignored).
+The maps are raw stage outputs: like ReferFormer's Video Swin, no LayerNorm is added on top,
+since the transformer's input projections normalise each level with GroupNorm.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import Tensor, nn
+from torch.utils.checkpoint import checkpoint
+from torchvision.models import get_model_weights, resnet50, resnet101, swin_b, swin_t
+from torchvision.models.video import swin3d_b, swin3d_s, swin3d_t
+from torchvision.ops import FrozenBatchNorm2d
+
+from rvos.errors import ConfigError
+from rvos.models.weights import load_state_file, resolve_weights
+
+WEIGHTS_KEY = "model.backbone.weights"
+
+
+@dataclass(frozen=True)
+class _Family:
+    """How a torchvision network splits into a stem and four stages (module paths), the layout
+    its features travel in, and ReferFormer's default number of frozen stages."""
+
+    stages: tuple[tuple[str, ...], ...]
+    layout: str  # "nchw" (CNN), "nhwc" (Swin) or "nthwc" (Video Swin)
+    frozen_stages: int
+    norm_layer: type[nn.Module] | None = None
+
+
+# Deformable-DETR and ReferFormer freeze BatchNorm, the stem and layer1 of ResNets.
+_RESNET = _Family(
+    stages=(("conv1", "bn1", "relu", "maxpool"), *((f"layer{i}",) for i in range(1, 5))),
+    layout="nchw",
+    frozen_stages=1,
+    norm_layer=FrozenBatchNorm2d,
+)
+# Swin stages 2-4 start with the patch merging that halves the resolution.
+_SWIN = _Family(
+    stages=(
+        ("features.0",),
+        ("features.1",),
+        ("features.2", "features.3"),
+        ("features.4", "features.5"),
+        ("features.6", "features.7"),
+    ),
+    layout="nhwc",
+    frozen_stages=-1,
+)
+_VIDEO_SWIN = _Family(
+    stages=(
+        ("patch_embed", "pos_drop"),
+        ("features.0",),
+        ("features.1", "features.2"),
+        ("features.3", "features.4"),
+        ("features.5", "features.6"),
+    ),
+    layout="nthwc",
+    frozen_stages=-1,
+)
+
+_MODELS: dict[str, tuple[Callable[..., nn.Module], _Family, tuple[int, int, int]]] = {
+    "resnet50": (resnet50, _RESNET, (512, 1024, 2048)),
+    "resnet101": (resnet101, _RESNET, (512, 1024, 2048)),
+    "swin_t": (swin_t, _SWIN, (192, 384, 768)),
+    "swin_b": (swin_b, _SWIN, (256, 512, 1024)),
+    "video_swin_t": (swin3d_t, _VIDEO_SWIN, (192, 384, 768)),
+    "video_swin_s": (swin3d_s, _VIDEO_SWIN, (192, 384, 768)),
+    "video_swin_b": (swin3d_b, _VIDEO_SWIN, (256, 512, 1024)),
+}
+MULTISCALE_BACKBONES = tuple(_MODELS)
+
+
+class MultiScaleBackbone(nn.Module):
+    """Runs a torchvision network stage by stage and returns [C3, C4, C5] as (N·T, C, H, W).
+
+    Image backbones take frames (N, 3, H, W), video ones (`video` True) clips (N, T, 3, H, W).
+    """
+
+    strides = (8, 16, 32)
+
+    def __init__(
+        self,
+        net: nn.Module,
+        family: _Family,
+        channels: tuple[int, int, int],
+        *,
+        state_file: Path | None,
+        frozen_stages: int,
+        checkpointing: bool,
+    ) -> None:
+        super().__init__()
+        if not -1 <= frozen_stages < len(family.stages):
+            raise ValueError(f"frozen_stages must be in [-1, {len(family.stages) - 1}]")
+        for name in dict.fromkeys(path.split(".")[0] for s in family.stages for path in s):
+            self.add_module(name, getattr(net, name))
+        self.family, self.channels, self.checkpointing = family, channels, checkpointing
+        self.frozen_stages = frozen_stages
+        self.video = family.layout == "nthwc"
+        if state_file is not None:
+            load_state_file(self, state_file)
+        if self.video:
+            _per_frame_patches(self.patch_embed)
+        for module in self._frozen_modules():
+            module.requires_grad_(False)
+        self.train()
+
+    def forward(self, x: Tensor) -> list[Tensor]:
+        x = self._enter(x)
+        maps = []
+        for index, paths in enumerate(self.family.stages):
+            modules = [self.get_submodule(path) for path in paths]
+            if self.checkpointing and index > 0:
+                x = checkpoint(_run, modules, x, use_reentrant=False)
+            else:
+                x = _run(modules, x)
+            if index >= 2:
+                maps.append(self._frames(x))
+        return maps
+
+    def train(self, mode: bool = True) -> MultiScaleBackbone:
+        """Keep frozen stages in eval mode so their dropout and stochastic depth stay off."""
+        super().train(mode)
+        for module in self._frozen_modules():
+            module.eval()
+        return self
+
+    def _frozen_modules(self) -> Iterator[nn.Module]:
+        for paths in self.family.stages[: self.frozen_stages + 1]:
+            yield from (self.get_submodule(path) for path in paths)
+
+    def _enter(self, x: Tensor) -> Tensor:
+        """Check the input rank and give Video Swin its (N, 3, T, H, W) layout."""
+        rank, shape = (5, "(N, T, 3, H, W)") if self.video else (4, "(N, 3, H, W)")
+        if x.dim() != rank:
+            raise ValueError(f"expected input {shape}, got shape {tuple(x.shape)}")
+        return x.transpose(1, 2) if self.video else x
+
+    def _frames(self, x: Tensor) -> Tensor:
+        """A stage output in the (N·T, C, H, W) layout the transformer reads."""
+        if self.family.layout == "nthwc":
+            x = x.flatten(0, 1)
+        return x if self.family.layout == "nchw" else x.permute(0, 3, 1, 2)
+
+
+def _run(modules: list[nn.Module], x: Tensor) -> Tensor:
+    for module in modules:
+        x = module(x)
+    return x
+
+
+def _per_frame_patches(embed: nn.Module) -> None:
+    """Shrink Video Swin's temporal patch size from 2 to 1, as ReferFormer does, so that
+    time is never downsampled and every frame keeps its own maps. The pretrained kernel is
+    summed over its two frames, which leaves the embedding of a still clip unchanged."""
+    old = embed.proj
+    size, stride = (1, *old.kernel_size[1:]), (1, *old.stride[1:])
+    proj = nn.Conv3d(old.in_channels, old.out_channels, kernel_size=size, stride=stride)
+    with torch.no_grad():
+        proj.weight.copy_(old.weight.sum(dim=2, keepdim=True))
+        proj.bias.copy_(old.bias)
+    embed.proj = proj.to(old.weight.device, old.weight.dtype)
+    embed.tuple_patch_size = size
+
+
+def _unknown(name: str) -> str:
+    supported = ", ".join(MULTISCALE_BACKBONES)
+    if name == "swin_l":
+        return f"Swin-L is not in torchvision, so rvos cannot build it; supported: {supported}"
+    return f"unknown multi-scale backbone {name!r}; supported: {supported}"
+
+
+def multiscale_backbone(
+    name: str,
+    weights: str | None = None,
+    *,
+    frozen_stages: int | None = None,
+    checkpointing: bool = False,
+) -> MultiScaleBackbone:
+    """Build a backbone named in MULTISCALE_BACKBONES, offline.
+
+    weights: null (random init), a cached torchvision enum name, or a state-dict file in
+    torchvision's layout (for Video Swin that is the Kinetics one, temporal patch size 2).
+    frozen_stages: -1 trains everything, k >= 0 freezes the stem and stages 1..k; None takes
+    ReferFormer's choice (1 for ResNet, -1 for Swin). checkpointing recomputes stages 1-4 in
+    the backward pass (ReferFormer's --use_checkpoint) to save activation memory.
+    """
+    if name not in _MODELS:
+        raise ValueError(_unknown(name))
+    builder, family, channels = _MODELS[name]
+    resolved = resolve_weights(weights, WEIGHTS_KEY)
+    enum = None if resolved is None or isinstance(resolved, Path) else resolved
+    if enum is not None and not isinstance(enum, get_model_weights(builder)):
+        raise ConfigError(f"params.yaml: {WEIGHTS_KEY} = {weights!r} does not fit {name!r}")
+    extra = {} if family.norm_layer is None else {"norm_layer": family.norm_layer}
+    return MultiScaleBackbone(
+        builder(weights=enum, **extra),
+        family,
+        channels,
+        state_file=resolved if isinstance(resolved, Path) else None,
+        frozen_stages=family.frozen_stages if frozen_stages is None else frozen_stages,
+        checkpointing=checkpointing,
+    )
