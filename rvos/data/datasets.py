@@ -59,7 +59,8 @@ class ClipDataset(Dataset):
         frames = self.index.videos[video].frames
         names = [frames[p] for p in sample_frames(len(frames), self.num_frames)]
         images = [self.index.load_frame(video, f) for f in names]
-        masks = [[self.index.target(e, f) for f in names] for e in expressions]
+        per_frame = [self.index.targets(expressions, f) for f in names]
+        masks = [list(per_sentence) for per_sentence in zip(*per_frame, strict=True)]
         clip, targets, texts = self.transform.many(images, masks, [e.text for e in expressions])
         return {"frames": clip, "masks": targets, "texts": texts}
 

@@ -116,10 +116,24 @@ class VideoIndex:
 
     def target(self, expression: Expression, frame: str) -> np.ndarray:
         """Boolean (H, W) mask of the referred object(s) in one frame."""
+        return self.targets([expression], frame)[0]
+
+    def targets(self, expressions: list[Expression], frame: str) -> list[np.ndarray]:
+        """Masks of several expressions of one video at one frame, reading the frame once."""
         if self.mask_format == "rle":
-            return self._rle_union(expression.video, frame, expression.anno_ids)
-        labels = self.load_labels(expression.video, frame)
-        return np.isin(labels, expression.obj_ids)
+            return [self._rle_union(e.video, frame, e.anno_ids) for e in expressions]
+        labels = self.load_labels(expressions[0].video, frame)
+        return [np.isin(labels, e.obj_ids) for e in expressions]
+
+    def counts(self) -> dict:
+        """What `prepare` reports for a split: videos, expressions, frames, objects."""
+        return {
+            "videos": len(self.videos),
+            "expressions": len(self.expressions),
+            "frames": sum(len(v.frames) for v in self.videos.values()),
+            "objects": len({(e.video, o) for e in self.expressions for o in e.obj_ids}),
+            "has_masks": self.has_masks,
+        }
 
     def objects_mask(self, video: str, frame: str) -> np.ndarray:
         """Boolean (H, W) union of every annotated object of one frame (void excluded)."""

@@ -275,13 +275,5 @@ def prepare_mevis(params: Params, out: Path) -> dict:
 
 
 def _counts(index: VideoIndex) -> dict:
-    return {
-        "videos": len(index.videos),
-        "expressions": len(index.expressions),
-        "frames": sum(len(v.frames) for v in index.videos.values()),
-        "objects": len({(e.video, o) for e in index.expressions for o in e.obj_ids}),
-        "multi_object_expressions": sum(
-            max(len(e.obj_ids), len(e.anno_ids)) > 1 for e in index.expressions
-        ),
-        "has_masks": index.has_masks,
-    }
+    multi = sum(max(len(e.obj_ids), len(e.anno_ids)) > 1 for e in index.expressions)
+    return {**index.counts(), "multi_object_expressions": multi}

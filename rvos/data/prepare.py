@@ -12,7 +12,7 @@ from pathlib import Path
 
 from rvos.config import Params, dataset_root
 from rvos.data import a2d, davis, jhmdb, mevis, refcoco, ytvos
-from rvos.data.index import VideoIndex, save_index
+from rvos.data.index import save_index
 from rvos.io import write_json, write_text
 
 LAYOUTS = {
@@ -44,18 +44,8 @@ def prepare_ytvos(params: Params, out: Path) -> dict:
         write_text(out / "holdout.txt", "".join(f"{vid}\n" for vid in indexes["holdout"].videos))
     for split, index in indexes.items():
         save_index(index, out / f"{split}.json")
-    counts = {split: _video_counts(index) for split, index in indexes.items()}
+    counts = {split: index.counts() for split, index in indexes.items()}
     return {"counts": counts, "skipped": len(skipped), "skipped_items": skipped}
-
-
-def _video_counts(index: VideoIndex) -> dict:
-    return {
-        "videos": len(index.videos),
-        "expressions": len(index.expressions),
-        "frames": sum(len(v.frames) for v in index.videos.values()),
-        "objects": len({(e.video, o) for e in index.expressions for o in e.obj_ids}),
-        "has_masks": index.has_masks,
-    }
 
 
 def prepare_refcoco(params: Params, out: Path) -> dict:
