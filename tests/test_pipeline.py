@@ -120,18 +120,26 @@ def test_refdavis_scored_with_the_four_variants(repro):
     assert list((repro / "predictions/davis/valid/anno_3").glob("*/*.png"))
 
 
+def zip_names(path: Path) -> list[str]:
+    with zipfile.ZipFile(path) as archive:
+        return sorted(archive.namelist())
+
+
+def submission_names(index: dict, prefix: str) -> list[str]:
+    """Every listed frame of every expression of a prepared index, as the server wants it."""
+    return sorted(
+        f"{prefix}{e['video']}/{e['exp_id']}/{frame}.png"
+        for e in index["expressions"]
+        for frame in index["videos"][e["video"]]["frames"]
+    )
+
+
 def test_mevis_scored_on_valid_u_and_zipped_for_the_server(repro):
     report = json.loads((repro / "metrics/evaluate/mevis.json").read_text())
     assert report["splits"]["valid_u"]["scored"] and not report["splits"]["valid"]["scored"]
     index = json.loads((repro / "data/prepared/mevis/valid.json").read_text())
-    with zipfile.ZipFile(repro / "predictions/mevis/valid/submission.zip") as archive:
-        names = sorted(archive.namelist())
-    expected = sorted(
-        f"{e['video']}/{e['exp_id']}/{frame}.png"
-        for e in index["expressions"]
-        for frame in index["videos"][e["video"]]["frames"]
-    )
-    assert names == expected
+    zipped = zip_names(repro / "predictions/mevis/valid/submission.zip")
+    assert zipped == submission_names(index, prefix="")
 
 
 def test_predictions_in_submission_layout(repro):
@@ -142,14 +150,8 @@ def test_predictions_in_submission_layout(repro):
         assert sorted(p.stem for p in folder.glob("*.png")) == frames
     assert list((repro / "predictions/ytvos/valid/overlays").glob("*.png"))
     assert (repro / "predictions/ytvos/holdout/per_video.png").is_file()
-    with zipfile.ZipFile(repro / "predictions/ytvos/valid/submission.zip") as archive:
-        names = sorted(archive.namelist())
-    expected = sorted(
-        f"Annotations/{e['video']}/{e['exp_id']}/{frame}.png"
-        for e in index["expressions"]
-        for frame in index["videos"][e["video"]]["frames"]
-    )
-    assert names == expected
+    zipped = zip_names(repro / "predictions/ytvos/valid/submission.zip")
+    assert zipped == submission_names(index, prefix="Annotations/")
 
 
 def test_prepare_counts(repro):
