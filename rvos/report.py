@@ -8,7 +8,7 @@ BASELINE_NAMES = {
     "all_background": "All background (trivial)",
     "all_objects": "Every object in the frame (trivial)",
 }
-METHOD_NAMES = {"refvos": "RefVOS"}
+METHOD_NAMES = {"refvos": "RefVOS", "referformer": "ReferFormer"}
 
 
 def results_table(reports: list[dict]) -> str:
@@ -46,4 +46,27 @@ def results_table(reports: list[dict]) -> str:
             s = scores.get(column)
             cells += [f"{100 * s[k]:.1f}" for k in ("J&F", "J", "F")] if s else ["—"] * 3
         lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines) + "\n"
+    return "\n".join(lines + _kinds_table(reports)) + "\n"
+
+
+def _kinds_table(reports: list[dict]) -> list[str]:
+    """J&F per kind of demo expression (appearance, motion, motion only, ...), where the
+    evaluation knew the kinds: it shows what a method can tell apart."""
+    lines = []
+    for r in reports:
+        method = METHOD_NAMES.get(r["method"], r["method"])
+        for split, result in r["splits"].items():
+            bench = (
+                f"{BENCHMARKS.get(r['dataset'], r['dataset'])} ({SPLIT_NAMES.get(split, split)})"
+            )
+            for kind, entry in sorted(result.get("by_kind", {}).items()):
+                cells = [method, r["backbone"], bench, kind.replace("_", " "), entry["expressions"]]
+                cells += [f"{100 * entry[name]['J&F']:.1f}" for name in ("model", "all_objects")]
+                lines.append("| " + " | ".join(map(str, cells)) + " |")
+    if not lines:
+        return []
+    header = (
+        "| Method | Backbone | Benchmark | Expressions of kind | Count | J&F | Every object J&F |"
+    )
+    intro = "J&F by the kind of expression the demo generator wrote."
+    return ["", "## Demo expressions by kind", "", intro, "", header, "|" + "---|" * 7, *lines]

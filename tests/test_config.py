@@ -1,3 +1,4 @@
+import dataclasses
 import subprocess
 import sys
 from pathlib import Path
@@ -5,14 +6,32 @@ from pathlib import Path
 import pytest
 import yaml
 
-from rvos.config import ModelConfig, Params, dataset_root, load_params, parse
+from rvos.config import ModelConfig, Params, TrainConfig, dataset_root, load_params, parse
 from rvos.errors import ConfigError
 
 REPO = Path(__file__).resolve().parents[1]
 
 
 def repo_params() -> dict:
-    return yaml.safe_load((REPO / "params.yaml").read_text())
+    """The repository's params.yaml as `parse` takes it: without the variants, which
+    `load_params` resolves."""
+    raw = yaml.safe_load((REPO / "params.yaml").read_text())
+    raw.pop("variants")
+    return raw
+
+
+def test_variants_override_sections_and_are_validated(tmp_path):
+    params = load_params(REPO / "params.yaml", variant="referformer")
+    assert params.model.method == "referformer" and params.finetune.num_frames == 3
+    assert params.finetune.hflip == load_params(REPO / "params.yaml").finetune.hflip  # kept
+    raw = yaml.safe_load((REPO / "params.yaml").read_text())
+    raw["variants"]["referformer"]["finetune"]["epoch"] = 2
+    file = tmp_path / "params.yaml"
+    file.write_text(yaml.safe_dump(raw))
+    with pytest.raises(ConfigError, match=r"\(variants\.referformer\): finetune\.epoch: unknown"):
+        load_params(file)  # a broken variant fails every load, not only its own stages
+    with pytest.raises(ConfigError, match="variants.nope: no such variant"):
+        load_params(REPO / "params.yaml", variant="nope")
 
 
 def test_repo_params_parse():
@@ -111,9 +130,8 @@ def test_stage_reports_unknown_key_in_one_line(tmp_path):
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(raw))
     done = run_stage(tmp_path, "stages.prepare", "ytvos", "--out", "o", "--metrics", "m.json")
     assert done.returncode == 2
+    keys = ", ".join(f.name for f in dataclasses.fields(TrainConfig))
     assert done.stderr.strip() == (
-        "error: params.yaml: finetune.epoch: unknown key (expected one of epochs, batch_size, "
-        "lr, lr_backbone, lr_text, weight_decay, warmup_steps, num_frames, sentences_per_clip, "
-        "hflip, crop_scale, jitter, grad_clip, log_every, samples_per_epoch, checkpoint_every, "
-        "max_bad_steps)"
+        f"error: params.yaml: finetune.epoch: unknown key (expected one of {keys})"
     )
+    assert keys.startswith("epochs, batch_size, lr, ")

@@ -29,6 +29,13 @@ TINY = {
     "pretrain": {"epochs": 1, "batch_size": 2, "samples_per_epoch": 4, "log_every": 1},
     "finetune": {"epochs": 1, "batch_size": 2, "samples_per_epoch": 4, "log_every": 1},
     "evaluate": {"overlays": 1},
+    "variants": {
+        "referformer": {
+            "model": {"input_size": [64, 96]},
+            "pretrain": {"batch_size": 2, "samples_per_epoch": 4},
+            "finetune": {"batch_size": 2, "samples_per_epoch": 4, "num_frames": 2},
+        }
+    },
 }
 SIZE = {"height": 48, "width": 80}
 
@@ -108,6 +115,19 @@ def test_metrics_and_results_table(repro):
     backbone = yaml.safe_load((repro / "params.yaml").read_text())["model"]["backbone"]["name"]
     for row in (f"| RefVOS | {backbone} |", "All background", "Every object", "held-out train"):
         assert row in table
+    assert "| ReferFormer | resnet18 |" in table
+
+
+def test_referformer_variant_scored_by_kind_of_expression(repro):
+    report = json.loads((repro / "metrics/evaluate/referformer_mevis.json").read_text())
+    assert report["method"] == "referformer"
+    by_kind = report["splits"]["valid_u"]["by_kind"]
+    assert (
+        by_kind
+        and sum(k["expressions"] for k in by_kind.values())
+        == (report["splits"]["valid_u"]["expressions"])
+    )
+    assert "## Demo expressions by kind" in (repro / "metrics/results.md").read_text()
 
 
 def test_refdavis_scored_with_the_four_variants(repro):
@@ -180,9 +200,10 @@ def test_one_mlflow_run_per_stage(repro):
         metric_keys = {k for (k,) in db.execute("SELECT DISTINCT key FROM metrics")}
     stages = sorted(stage for stage, _ in rows)
     prepared = len(yaml.safe_load((repro / "params.yaml").read_text())["data"])
-    scored = len(yaml.safe_load((repro / "dvc.yaml").read_text())["stages"]["evaluate"]["foreach"])
-    expected = ["demo_data", *["prepare"] * prepared, "pretrain", "finetune", "report"]
-    expected += ["evaluate"] * scored
+    pipeline = yaml.safe_load((repro / "dvc.yaml").read_text())["stages"]
+    scored = len(pipeline["evaluate"]["foreach"]) + len(pipeline["evaluate_referformer"]["foreach"])
+    expected = ["demo_data", *["prepare"] * prepared, "report"]
+    expected += ["pretrain", "finetune"] * 2 + ["evaluate"] * scored
     assert stages == sorted(expected)
     assert all(status == "FINISHED" for _, status in rows)
     assert {"loss", "lr", "valid_J_F", "valid_J", "holdout_J_F"} <= metric_keys

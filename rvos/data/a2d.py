@@ -38,6 +38,8 @@ from rvos.data.frame_samples import (
     write_prepared,
 )
 from rvos.data.index import normalize_text
+from rvos.data.media import check_array
+from rvos.data.paths import inside, plain_name
 from rvos.errors import DataError
 
 LAYOUT = (
@@ -155,10 +157,21 @@ def read_frame_annotation(path: Path) -> FrameAnnotation:
         missing = [key for key in ("instance", "reMask", "reBBox") if key not in handle]
         if missing:
             raise DataError(f"{path}: missing key(s) {missing} (expected instance, reMask, reBBox)")
-        instances = _instance_ids(np.asarray(handle["instance"]), path)
-        masks = _masks(np.asarray(handle["reMask"]), len(instances), path)
-        boxes = _boxes(np.asarray(handle["reBBox"]), len(instances), path)
+        instances = _instance_ids(_read_array(handle, "instance", path), path)
+        masks = _masks(_read_array(handle, "reMask", path, masks=True), len(instances), path)
+        boxes = _boxes(_read_array(handle, "reBBox", path), len(instances), path)
     return FrameAnnotation(instances, masks, boxes)
+
+
+def _read_array(handle: h5py.File, key: str, path: Path, *, masks: bool = False) -> np.ndarray:
+    """The array under `key`, its size checked from the file's header before it is read; with
+    `masks`, its last two axes are one mask's (W, H) and held to the pixel limit too."""
+    item = handle[key]
+    if not isinstance(item, h5py.Dataset):
+        raise DataError(f"{path}: {key!r} is a group; expected an array")
+    frame = item.shape[-2:] if masks and item.ndim >= 2 else None
+    check_array(path, key, item.shape, item.dtype.itemsize, frame)
+    return np.asarray(item[()])
 
 
 def _instance_ids(raw: np.ndarray, path: Path) -> tuple[int, ...]:
@@ -208,17 +221,12 @@ def _boxes(raw: np.ndarray, count: int, path: Path) -> np.ndarray:
 # --------------------------------------------------------------------------------- videos
 
 
-def _plain_name(name: str, where: str) -> None:
-    if not name or "/" in name or "\\" in name or name in (".", ".."):
-        raise DataError(f"{where}: video id {name!r} is not a plain file name")
-
-
 def _read_video(root: Path, vid: str, where: str) -> _Video:
     """Check a video and its annotated frames; keep every instance's mask as RLE."""
-    _plain_name(vid, where)
+    plain_name(vid, source=where, key="video_id")
+    folder = inside(root / ANNOTATIONS, vid, source=where, key="video_id")
     mp4 = root / CLIPS / f"{vid}.mp4"
     count, height, width = probe_mp4(mp4)
-    folder = root / ANNOTATIONS / vid
     if not folder.is_dir():
         raise DataError(f"{folder}: directory not found (the annotated frames of {vid})")
     files = [p for p in folder.iterdir() if p.suffix == ".h5"]

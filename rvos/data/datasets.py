@@ -12,13 +12,13 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image
 from pycocotools import mask as mask_utils
 from torch.utils.data import Dataset
 
 from rvos.config import TrainConfig
 from rvos.data.frame_samples import FrameWindowDataset, load_frame_index
 from rvos.data.index import Expression, VideoIndex, load_index
+from rvos.data.media import load_image
 from rvos.data.transforms import ClipTransform
 from rvos.errors import DataError
 
@@ -121,7 +121,7 @@ class ImageDataset(Dataset):
     def __getitem__(self, i: int) -> dict:
         chosen = draw(self.groups[i], self.sentences)
         info = chosen[0][0]
-        image = Image.open(self.images_dir / info["file_name"]).convert("RGB")
+        image = load_image(self.images_dir / info["file_name"], "RGB")
         masks = [
             [polygons_to_mask(ann["segmentation"], info["height"], info["width"])]
             for _, ann in chosen

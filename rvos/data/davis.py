@@ -22,18 +22,17 @@ from __future__ import annotations
 import dataclasses
 import os
 import shutil
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from PIL import Image
-
 from rvos.config import Params, dataset_root
 from rvos.data import ytvos
 from rvos.data.index import save_index
+from rvos.data.media import open_image
+from rvos.data.paths import inside, plain_name
 from rvos.errors import DataError
-from rvos.io import read_json, write_json
+from rvos.io import atomic_dir, read_json, write_json
 
 LAYOUT = "the Ref-DAVIS17 directory with DAVIS/ and davis_text_annotations/"
 SPLITS = {"train": "train", "valid": "val"}  # converted split -> DAVIS 2017 image set
@@ -47,7 +46,6 @@ TEXT_FILES = (
 # Sequence names the text files misspell.
 RENAMES = {"clasic-car": "classic-car", "dog-scale": "dogs-scale", "motor-bike": "motorbike"}
 SOURCE_FILE = "davis_source.json"
-_CONVERTED = ("train", "valid", "meta_expressions")
 _SKIP_HINT = "set data.davis.skip_bad: true to skip such items"
 
 
@@ -140,13 +138,13 @@ def read_sequences(
 def _check_sequence(
     davis: Path, split: str, name: str, semantics: dict, list_path: Path
 ) -> DavisSequence:
-    if not name or "/" in name or "\\" in name or name in (".", ".."):
-        raise _BadItem(list_path, f"sequence {name!r} is not a plain directory name")
-    frames_dir = davis / "JPEGImages" / "480p" / name
+    plain_name(name, source=list_path, key="sequence")
+    frames_dir = inside(davis / "JPEGImages" / "480p", name, source=list_path, key="sequence")
     frames = sorted(_stems(frames_dir, ".jpg"))
     if not frames:
         raise _BadItem(frames_dir, "no .jpg frames (directory missing or empty)")
-    masks_dir = davis / "Annotations_unsupervised" / "480p" / name
+    masks_root = davis / "Annotations_unsupervised" / "480p"
+    masks_dir = inside(masks_root, name, source=list_path, key="sequence")
     masks = _stems(masks_dir, ".png")
     missing = [f for f in frames if f not in masks]
     if missing:
@@ -185,10 +183,10 @@ def _stems(folder: Path, suffix: str) -> set[str]:
 def _header(path: Path) -> tuple[tuple[int, int], str]:
     """(width, height) and mode from the file header, without decoding the pixels."""
     try:
-        with Image.open(path) as image:
+        with open_image(path) as image:
             return image.size, image.mode
-    except OSError:
-        raise _BadItem(path, "not a readable image") from None
+    except DataError as err:
+        raise _BadItem(path, str(err).removeprefix(f"{path}: ")) from None
 
 
 def _check_frame(frame: Path, mask: Path, size: tuple[int, int]) -> None:
@@ -308,7 +306,8 @@ def convert_davis(root: str | Path, out: str | Path, *, skip_bad: bool = False) 
     Writes `<out>/{train,valid,meta_expressions}` (Ref-YouTube-VOS layout), `<out>/{train,
     valid}.json` (prepared indexes; valid keeps masks and object ids for local scoring) and
     `<out>/davis_source.json` ({"davis_root", "image_sets"}: the untouched tree the unsupervised
-    evaluator reads). Everything is checked before anything is written.
+    evaluator reads). Everything is checked before anything is written, and `out` is replaced as
+    a whole once the new tree is complete.
     """
     root, out = Path(root), Path(out)
     davis = root / "DAVIS"
@@ -337,9 +336,10 @@ def convert_davis(root: str | Path, out: str | Path, *, skip_bad: bool = False) 
             metas[seq.split][seq.name] = expressions
         else:
             skips.left_out(seq.name, "no object is described in all four text files")
-    copied = _write_converted(davis, out, sequences, metas)
-    counts = {split: _index_split(out, split) for split in SPLITS}
-    write_json(out / SOURCE_FILE, {"davis_root": str(davis), "image_sets": SPLITS})
+    with atomic_dir(out, marker=SOURCE_FILE) as staging:
+        copied = _write_converted(davis, staging, sequences, metas)
+        counts = {split: _index_split(staging, split, out) for split in SPLITS}
+        write_json(staging / SOURCE_FILE, {"davis_root": str(davis), "image_sets": SPLITS})
     report_counts: dict[str, Any] = {**counts, "files_copied": copied}
     return {"counts": report_counts, "skipped": len(skips.items), "skipped_items": skips.items}
 
@@ -360,24 +360,16 @@ def _check_apart(root: Path, out: Path) -> None:
 
 
 def _write_converted(
-    davis: Path, out: Path, sequences: dict[str, DavisSequence], metas: dict[str, dict]
+    davis: Path, staging: Path, sequences: dict[str, DavisSequence], metas: dict[str, dict]
 ) -> int:
-    """Build the Ref-YouTube-VOS tree beside its final place, then swap it in; files copied."""
-    out.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=".convert.", dir=out))
+    """Build the Ref-YouTube-VOS tree in `staging`; the number of files copied."""
     copied = 0
-    try:
-        for split, videos in metas.items():
-            for kind in ("JPEGImages", "Annotations"):
-                (staging / split / kind).mkdir(parents=True)
-            for name in sorted(videos):
-                copied += _copy_sequence(davis, staging / split, sequences[name])
-            _write_metas(staging, split, {name: sequences[name] for name in videos}, videos)
-        for name in _CONVERTED:
-            shutil.rmtree(out / name, ignore_errors=True)
-            os.replace(staging / name, out / name)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
+    for split, videos in metas.items():
+        for kind in ("JPEGImages", "Annotations"):
+            (staging / split / kind).mkdir(parents=True)
+        for name in sorted(videos):
+            copied += _copy_sequence(davis, staging / split, sequences[name])
+        _write_metas(staging, split, {name: sequences[name] for name in videos}, videos)
     return copied
 
 
@@ -411,13 +403,14 @@ def _write_metas(
     write_json(path, {"videos": videos})
 
 
-def _index_split(out: Path, split: str) -> dict[str, int]:
-    """Index the converted split with the Ref-YouTube-VOS reader and count it."""
-    index, dropped = ytvos.read_ytvos(out, split)
+def _index_split(staging: Path, split: str, out: Path) -> dict[str, int]:
+    """Index the converted split with the Ref-YouTube-VOS reader and count it; the index names
+    `out`, where the tree will live, as its root."""
+    index, dropped = ytvos.read_ytvos(staging, split)
     if dropped:
-        raise DataError(f"{out / split}: converted data does not read back ({dropped[0]})")
-    index = dataclasses.replace(index, dataset="davis")
-    save_index(index, out / f"{split}.json")
+        raise DataError(f"{staging / split}: converted data does not read back ({dropped[0]})")
+    index = dataclasses.replace(index, dataset="davis", root=out)
+    save_index(index, staging / f"{split}.json")
     return {
         "sequences": len(index.videos),
         "objects": len({(e.video, o) for e in index.expressions for o in e.obj_ids}),

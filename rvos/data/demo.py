@@ -11,12 +11,8 @@ from __future__ import annotations
 
 import itertools
 import json
-import os
 import pickle
-import shutil
-import tempfile
 from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -26,6 +22,7 @@ from tqdm import tqdm
 
 from rvos.data import demo_shapes as shapes
 from rvos.data.demo_shapes import Actor, Look
+from rvos.io import atomic_dir
 
 _ATTRS = ("size", "colour", "shape")
 _MAX_TRIES = 200
@@ -274,31 +271,6 @@ def sample_clip(
 
 
 # ------------------------------------------------------------------------------- writing
-
-
-@contextmanager
-def atomic_dir(root: Path, marker: str) -> Iterator[Path]:
-    """Yield a temporary directory beside `root` that replaces it only once fully written.
-
-    An existing `root` is replaced only if it is empty or holds `marker` (a previous demo).
-    """
-    if root.exists() and any(root.iterdir()) and not (root / marker).exists():
-        raise FileExistsError(f"{root} exists and is not a demo dataset; not replacing it")
-    root.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{root.name}.", dir=root.parent))
-    old = tmp.with_name(tmp.name + ".old")
-    try:
-        yield tmp
-        tmp.chmod(0o755)
-        if root.exists():
-            os.replace(root, old)
-        os.replace(tmp, root)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        if old.exists() and not root.exists():
-            os.replace(old, root)
-        raise
-    shutil.rmtree(old, ignore_errors=True)
 
 
 def save_jpeg(image: np.ndarray, path: Path) -> None:

@@ -19,8 +19,9 @@ import numpy as np
 from tqdm import tqdm
 
 from rvos.data import a2d
-from rvos.data.demo import Clip, atomic_dir, sample_clip
+from rvos.data.demo import Clip, sample_clip
 from rvos.data.demo_shapes import MOTIONS, SHAPES
+from rvos.io import atomic_dir
 
 FPS = 24
 _STREAMS = {"train": 50, "test": 51}  # generator streams, apart from the other demo datasets

@@ -25,7 +25,8 @@ from scipy import ndimage
 from tqdm import tqdm
 
 from rvos.data.davis import RENAMES, SPLITS, TEXT_FILES
-from rvos.data.demo import PALETTE, Clip, atomic_dir, describe, sample_clip, save_jpeg
+from rvos.data.demo import PALETTE, Clip, describe, sample_clip, save_jpeg
+from rvos.io import atomic_dir
 
 _MAX_TRIES = 200
 _VOID = 255

@@ -19,7 +19,8 @@ from PIL import Image
 from tqdm import tqdm
 
 from rvos.data import jhmdb
-from rvos.data.demo import Clip, atomic_dir, sample_clip
+from rvos.data.demo import Clip, sample_clip
+from rvos.io import atomic_dir
 
 _STREAM = 60  # generator stream, apart from the other demo datasets
 _SAMPLES_PER_VIDEO = 3

@@ -31,9 +31,10 @@ from PIL import Image
 from pycocotools import mask as mask_utils
 from torch.utils.data import Dataset
 
+from rvos.data.media import check_decoded_bytes, load_image, open_video, video_bytes
 from rvos.data.transforms import ClipTransform
-from rvos.errors import DataError
-from rvos.io import read_json, write_json
+from rvos.errors import DataError, UnsafePathError
+from rvos.io import atomic_dir, read_json, write_json
 
 GT_FILE = "test_gt_coco.json"  # the evaluation ground truth (FORMATS.md §4), beside the index
 
@@ -72,7 +73,7 @@ class FrameIndex:
         source = self.root / info.source
         if info.kind == "mp4":
             return [Image.fromarray(f) for f in read_mp4_frames(source, numbers)]
-        return [load_png(source / f"{n:05d}.png") for n in numbers]
+        return [load_image(source / f"{n:05d}.png", "RGB") for n in numbers]
 
     def target(self, sample: FrameSample) -> np.ndarray:
         """Boolean (H, W) mask of the referred actor in the sample's annotated frame."""
@@ -153,20 +154,17 @@ def load_frame_index(path: str | Path) -> FrameIndex:
 
 
 def probe_mp4(path: Path) -> tuple[int, int, int]:
-    """(frame count, height, width) of a video, counted by decoding: container counts can lie."""
-    if not path.is_file():
-        raise DataError(f"{path}: video file not found")
-    capture = cv2.VideoCapture(str(path))
-    try:
+    """(frame count, height, width) of a video, counted by decoding: container counts can lie,
+    so decoding stops once the frames counted exceed the decoded-size limit."""
+    with open_video(path) as capture:
         count, height, width = 0, 0, 0
         ok, frame = capture.read()
         if ok:
             height, width = frame.shape[:2]
         while ok:
             count += 1
+            check_decoded_bytes(path, f"{count} frames", video_bytes(count, height, width))
             ok = capture.grab()
-    finally:
-        capture.release()
     if count == 0:
         raise DataError(f"{path}: not a readable video (no frame could be decoded)")
     return count, height, width
@@ -179,9 +177,8 @@ def read_mp4_frames(path: Path, numbers: list[int]) -> list[np.ndarray]:
     wanted = {n - 1 for n in numbers}
     if min(wanted) < 0:
         raise DataError(f"{path}: frame numbers start at 1, got {min(numbers)}")
-    capture = cv2.VideoCapture(str(path))
     decoded: dict[int, np.ndarray] = {}
-    try:
+    with open_video(path) as capture:
         for position in range(max(wanted) + 1):
             ok = capture.grab()
             if not ok:
@@ -191,19 +188,7 @@ def read_mp4_frames(path: Path, numbers: list[int]) -> list[np.ndarray]:
                 if not ok:
                     raise DataError(f"{path}: frame {position + 1} cannot be decoded")
                 decoded[position] = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
-    finally:
-        capture.release()
     return [decoded[n - 1] for n in numbers]
-
-
-def load_png(path: Path) -> Image.Image:
-    try:
-        with Image.open(path) as image:
-            return image.convert("RGB")
-    except FileNotFoundError:
-        raise DataError(f"{path}: frame not found") from None
-    except OSError as err:
-        raise DataError(f"{path}: not a readable image ({err})") from None
 
 
 # -------------------------------------------------------------------------------- masks
@@ -261,29 +246,39 @@ class Prepared:
 
 
 def skip_or_raise(skipped: list[dict], skip_bad: bool, item: str, error: DataError, **extra):
-    """Record a bad item with its reason when skipping is allowed; otherwise stop on it."""
-    if not skip_bad:
+    """Record a bad item with its reason when skipping is allowed; otherwise stop on it. A path
+    leading outside the dataset always stops."""
+    if not skip_bad or isinstance(error, UnsafePathError):
         raise error
     skipped.append({"item": item, "reason": str(error), **extra})
 
 
 def write_prepared(prepared: Prepared, out: Path) -> dict:
-    """Write the masks, one index per split and the test GT COCO file; return the counts."""
+    """Write the masks, one index per split and the test GT COCO file; return the counts.
+
+    `out` is replaced as a whole once everything is written (rvos.io.atomic_dir)."""
     out = Path(out)
-    masks_dir = out / "masks"
     counts = {}
-    for split, found in prepared.splits.items():
-        for name, video in found.videos.items():
-            stored = {sid: mask.counts for sid, mask in prepared.masks[name].items()}
-            payload = {"height": video.height, "width": video.width, "masks": stored}
-            write_json(masks_dir / f"{name}.json", payload, indent=None)
-        index = FrameIndex(
-            prepared.dataset, split, prepared.root, masks_dir, found.videos, tuple(found.samples)
-        )
-        save_frame_index(index, out / f"{split}.json")
-        counts[split] = _counts(found)
-    if "test" in prepared.splits:
-        write_json(out / GT_FILE, gt_coco(prepared.splits["test"], prepared.masks), indent=None)
+    with atomic_dir(out, marker=f"{next(iter(prepared.splits))}.json") as staging:
+        masks_dir = staging / "masks"
+        for split, found in prepared.splits.items():
+            for name, video in found.videos.items():
+                stored = {sid: mask.counts for sid, mask in prepared.masks[name].items()}
+                payload = {"height": video.height, "width": video.width, "masks": stored}
+                write_json(masks_dir / f"{name}.json", payload, indent=None)
+            index = FrameIndex(
+                prepared.dataset,
+                split,
+                prepared.root,
+                masks_dir,
+                found.videos,
+                tuple(found.samples),
+            )
+            save_frame_index(index, staging / f"{split}.json")
+            counts[split] = _counts(found)
+        if "test" in prepared.splits:
+            gt = gt_coco(prepared.splits["test"], prepared.masks)
+            write_json(staging / GT_FILE, gt, indent=None)
     return counts
 
 

@@ -16,10 +16,10 @@ Two mask formats:
   expression's target is the union of the pixels equal to its `obj_ids`.
 - "rle" (MeViS): one JSON per video `<masks_dir>/<vid>.json` = {anno_id: [COCO compressed RLE
   {"size": [H, W], "counts": str} or null, one per frame in the index's frame order]}. These
-  files are written by `prepare`, so `masks_dir` is a path of its own (relative to the working
-  directory, like `root`), not a folder inside the dataset. An expression's target is the
-  union of the masks of its `anno_ids` (null = absent in that frame); `obj_ids` are the
-  dataset's object ids, kept for reference.
+  files are written by `prepare`, so `masks_dir` is a folder beside the index, stored relative
+  to the index file (the prepared directory can move), not a folder inside the dataset. An
+  expression's target is the union of the masks of its `anno_ids` (null = absent in that
+  frame); `obj_ids` are the dataset's object ids, kept for reference.
 """
 
 from __future__ import annotations
@@ -37,6 +37,7 @@ import numpy as np
 from PIL import Image
 from pycocotools import mask as mask_utils
 
+from rvos.data.media import load_image
 from rvos.errors import DataError
 from rvos.io import read_json, write_json
 
@@ -104,15 +105,15 @@ class VideoIndex:
         return Path(self._masks_dir()) / f"{video}.json"
 
     def load_frame(self, video: str, frame: str) -> Image.Image:
-        return Image.open(self.frame_path(video, frame)).convert("RGB")
+        return load_image(self.frame_path(video, frame), "RGB")
 
     def load_labels(self, video: str, frame: str) -> np.ndarray:
         """The palette index map (H, W) uint8 of one frame: pixel = object id."""
         path = self.mask_path(video, frame)
-        with Image.open(path) as image:
-            if image.mode not in ("P", "L"):
-                raise DataError(f"{path}: expected a palette (P) PNG, got mode {image.mode}")
-            return np.asarray(image, dtype=np.uint8)
+        image = load_image(path)
+        if image.mode not in ("P", "L"):
+            raise DataError(f"{path}: expected a palette (P) PNG, got mode {image.mode}")
+        return np.asarray(image, dtype=np.uint8)
 
     def target(self, expression: Expression, frame: str) -> np.ndarray:
         """Boolean (H, W) mask of the referred object(s) in one frame."""
@@ -161,14 +162,18 @@ class VideoIndex:
                 union |= _decode_rle(track[position], (entry.height, entry.width), path)
         return union
 
-    def to_json(self) -> dict:
+    def to_json(self, index_dir: Path) -> dict:
+        """The index as saved in `index_dir`: an rle masks_dir is stored relative to it."""
         rle = self.mask_format == "rle"
+        masks_dir = self.masks_dir
+        if rle and masks_dir is not None:
+            masks_dir = os.path.relpath(masks_dir, index_dir)
         return {
             "dataset": self.dataset,
             "split": self.split,
             "root": str(self.root),
             "frames_dir": self.frames_dir,
-            "masks_dir": self.masks_dir,
+            "masks_dir": masks_dir,
             "mask_format": self.mask_format,
             "videos": {
                 v.name: {"frames": list(v.frames), "height": v.height, "width": v.width}
@@ -216,19 +221,24 @@ def _decode_rle(rle: dict, shape: tuple[int, int], path: Path) -> np.ndarray:
 
 
 def save_index(index: VideoIndex, path: str | Path) -> None:
-    write_json(path, index.to_json(), indent=None)
+    path = Path(path)
+    write_json(path, index.to_json(path.parent), indent=None)
 
 
 def load_index(path: str | Path) -> VideoIndex:
     path = Path(path)
     try:
         raw = json.loads(path.read_text())
+        mask_format = raw.get("mask_format", "palette")
+        masks_dir = raw["masks_dir"]
+        if mask_format == "rle" and masks_dir is not None:
+            masks_dir = str(path.parent / masks_dir)
         return VideoIndex(
             dataset=raw["dataset"],
             split=raw["split"],
             root=Path(raw["root"]),
             frames_dir=raw["frames_dir"],
-            masks_dir=raw["masks_dir"],
+            masks_dir=masks_dir,
             videos={
                 name: Video(name, tuple(v["frames"]), int(v["height"]), int(v["width"]))
                 for name, v in raw["videos"].items()
@@ -243,7 +253,7 @@ def load_index(path: str | Path) -> VideoIndex:
                 )
                 for e in raw["expressions"]
             ),
-            mask_format=raw.get("mask_format", "palette"),
+            mask_format=mask_format,
         )
     except FileNotFoundError:
         raise DataError(f"{path}: prepared index not found (run the prepare stage)") from None

@@ -22,7 +22,6 @@ from pathlib import Path, PurePosixPath
 
 import numpy as np
 import scipy.io
-from PIL import Image
 from scipy.io.matlab import MatReadError
 
 from rvos.config import Params, dataset_root
@@ -37,6 +36,8 @@ from rvos.data.frame_samples import (
     write_prepared,
 )
 from rvos.data.index import normalize_text
+from rvos.data.media import check_array, load_image
+from rvos.data.paths import inside, relative_path
 from rvos.errors import DataError
 from rvos.io import read_json
 
@@ -99,36 +100,63 @@ def read_queries(path: Path) -> dict[str, str]:
 
 def read_part_mask(path: Path) -> np.ndarray:
     """(T, H, W) bool from part_mask (H, W, T); MATLAB drops a trailing T = 1, so (H, W) is one
-    frame."""
+    frame. The array's shape and class are checked from the file's header before it is read."""
+    _check_part_mask_header(path)
     try:
-        content = scipy.io.loadmat(str(path))
-    except FileNotFoundError:
-        raise DataError(f"{path}: file not found") from None
-    except (MatReadError, ValueError, TypeError, NotImplementedError, OSError) as err:
+        raw = np.asarray(scipy.io.loadmat(str(path), variable_names=[MASK_KEY])[MASK_KEY])
+    except _MAT_ERRORS as err:
         raise DataError(f"{path}: not a readable MATLAB file ({err})") from None
-    if MASK_KEY not in content:
-        keys = sorted(k for k in content if not k.startswith("__"))
-        raise DataError(f"{path}: missing key {MASK_KEY!r} (found {keys})")
-    raw = np.asarray(content[MASK_KEY])
     if raw.ndim == 2:
         raw = raw[..., None]
-    if raw.ndim != 3 or raw.shape[2] == 0:
-        raise DataError(f"{path}: {MASK_KEY!r} has shape {raw.shape}; expected (H, W, T)")
     values = np.unique(raw)
     if raw.dtype.kind not in "biuf" or not np.isin(values, (0, 1)).all():
         raise DataError(f"{path}: {MASK_KEY!r} holds values {values[:8].tolist()}; expected 0/1")
     return np.moveaxis(raw, 2, 0).astype(bool)
 
 
-def _relative(raw: str, top: str, where: str) -> PurePosixPath:
+_MAT_ERRORS = (MatReadError, ValueError, TypeError, IndexError, NotImplementedError, OSError)
+_MAT_ITEMSIZE = {  # bytes per element of the numeric MATLAB classes
+    "logical": 1,
+    "int8": 1,
+    "uint8": 1,
+    "int16": 2,
+    "uint16": 2,
+    "int32": 4,
+    "uint32": 4,
+    "single": 4,
+    "int64": 8,
+    "uint64": 8,
+    "double": 8,
+}
+
+
+def _check_part_mask_header(path: Path) -> None:
+    """part_mask must be a numeric (H, W, T) or (H, W) array within the size limits; read from
+    the variable headers without loading any data."""
+    try:
+        variables = {name: (shape, cls) for name, shape, cls in scipy.io.whosmat(str(path))}
+    except FileNotFoundError:
+        raise DataError(f"{path}: file not found") from None
+    except _MAT_ERRORS as err:
+        raise DataError(f"{path}: not a readable MATLAB file ({err})") from None
+    if MASK_KEY not in variables:
+        raise DataError(f"{path}: missing key {MASK_KEY!r} (found {sorted(variables)})")
+    shape, cls = variables[MASK_KEY]
+    if len(shape) not in (2, 3) or 0 in shape or cls not in _MAT_ITEMSIZE:
+        raise DataError(
+            f"{path}: {MASK_KEY!r} has shape {tuple(shape)} and class {cls}; expected a numeric "
+            "(H, W, T) array"
+        )
+    check_array(path, MASK_KEY, shape, _MAT_ITEMSIZE[cls], frame=(shape[1], shape[0]))
+
+
+def _relative(raw: str, top: str, where: str, key: str) -> PurePosixPath:
     """A metadata path below `top` in the root: './<root folder>/<top>/...' or '<top>/...'."""
-    parts = [p for p in PurePosixPath(raw).parts if p != "."]
-    if PurePosixPath(raw).is_absolute() or ".." in parts:
-        raise DataError(f"{where}: path {raw!r} escapes the dataset root")
+    parts = relative_path(raw, source=where, key=key).parts
     if parts and parts[0] != top:
         parts = parts[1:]  # the dataset folder the paths were written from
     if not parts or parts[0] != top:
-        raise DataError(f"{where}: path {raw!r} does not lead into {top}/")
+        raise DataError(f"{where}: {key} {raw!r} does not lead into {top}/")
     return PurePosixPath(*parts)
 
 
@@ -141,8 +169,8 @@ def _metadata_row(raw: object, where: str) -> MetadataRow:
         raise DataError(f"{where}: vid, frame_path, mask_path and query must be strings")
     if isinstance(usable, bool) or not isinstance(usable, int) or usable < 1:
         raise DataError(f"{where}: n_usable {usable!r} is not a positive integer")
-    frame = _relative(frame_path, FRAMES, where)
-    mask = _relative(mask_path, MASKS, where)
+    frame = _relative(frame_path, FRAMES, where, "frame_path")
+    mask = _relative(mask_path, MASKS, where, "mask_path")
     name = _FRAME_NAME.fullmatch(frame.name)
     if len(frame.parts) != 4 or frame.parts[2] != vid or name is None:
         raise DataError(
@@ -164,7 +192,9 @@ def _check_video(root: Path, rows: list[MetadataRow], where: str) -> tuple[Frame
     if any((r.action, r.usable) != (first.action, first.usable) for r in rows):
         raise DataError(f"{where}: rows of {first.video} disagree on action folder or n_usable")
     source = f"{FRAMES}/{first.action}/{first.video}"
-    folder = root / source
+    folder = inside(root, source, source=where, key=f"frame folder of {first.video}")
+    mask_file = f"{MASKS}/{first.action}/{first.video}/{MASK_FILE}"
+    mask_path = inside(root, mask_file, source=where, key=f"mask file of {first.video}")
     if not folder.is_dir():
         raise DataError(f"{folder}: frame directory not found")
     names = (p.name for p in folder.iterdir())
@@ -172,27 +202,18 @@ def _check_video(root: Path, rows: list[MetadataRow], where: str) -> tuple[Frame
     absent = [n for n in range(1, first.usable + 1) if n not in present]
     if absent:
         raise DataError(f"{folder}: frame {absent[0]:05d}.png missing (n_usable = {first.usable})")
-    masks = read_part_mask(root / MASKS / first.action / first.video / MASK_FILE)
+    masks = read_part_mask(mask_path)
     if first.usable > len(masks):
         raise DataError(f"{where}: n_usable {first.usable} exceeds the {len(masks)} masked frames")
     height, width = masks.shape[1:]
     for row in rows:
         path = folder / f"{row.frame:05d}.png"
-        size = _image_size(path)
+        size = load_image(path).size  # decoded: a truncated frame is caught here
         if size != (width, height):
             raise DataError(
                 f"{path}: frame is {size[0]}x{size[1]} but {MASK_KEY} is {width}x{height}"
             )
     return FrameVideo(first.video, source, "png", first.usable, height, width), masks
-
-
-def _image_size(path: Path) -> tuple[int, int]:
-    try:
-        with Image.open(path) as image:
-            image.load()
-            return image.size
-    except OSError as err:
-        raise DataError(f"{path}: not a readable image ({err})") from None
 
 
 # ----------------------------------------------------------------------------------- read

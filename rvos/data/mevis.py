@@ -22,17 +22,16 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from PIL import Image, UnidentifiedImageError
-
 from rvos.config import Params, dataset_root
 from rvos.data.index import Expression, Video, VideoIndex, normalize_text, save_index
+from rvos.data.media import open_image
+from rvos.data.paths import inside, plain_name
 from rvos.errors import DataError
-from rvos.io import read_json, write_json
+from rvos.io import atomic_dir, read_json, write_json
 
 SPLITS = ("train", "valid_u", "valid")
 LAYOUT = "the MeViS directory with train/, valid_u/, valid/ (JPEGImages/, meta_expressions.json)"
@@ -85,7 +84,7 @@ def read_mevis(root: str | Path, split: str, *, skip_bad: bool = False) -> Mevis
     expressions: list[Expression] = []
     masks: dict[str, dict[str, list]] = {}
     for vid, entry in sorted(listing.items()):
-        checked = _check_video(root / split / "JPEGImages", vid, entry["frames"])
+        checked = _check_video(root / split / "JPEGImages", vid, entry["frames"], meta_path)
         if isinstance(checked, str):
             problems.add(root / split / "JPEGImages", vid, checked)
             continue
@@ -129,22 +128,19 @@ def _listing(meta: Any, path: Path) -> dict:
     return meta["videos"]
 
 
-def _plain_name(name: Any) -> bool:
-    return isinstance(name, str) and name not in ("", ".", "..") and not {"/", "\\"} & set(name)
-
-
-def _check_video(frames_root: Path, vid: str, listed: Any) -> tuple[Video, list[str]] | str:
-    """(the video with sorted frames, the frames as listed), or why the video is unusable."""
-    if not _plain_name(vid):
-        return "video name is not a plain directory name"
+def _check_video(
+    frames_root: Path, vid: str, listed: Any, meta_path: Path
+) -> tuple[Video, list[str]] | str:
+    """(the video with sorted frames, the frames as listed), or why the video is unusable.
+    A name that would lead outside the dataset is an UnsafePathError, never a skip."""
+    plain_name(vid, source=meta_path, key="video id")
     if not isinstance(listed, list) or not listed:
         return "expected a non-empty list of frame names in 'frames'"
-    bad = next((f for f in listed if not _plain_name(f)), None)
-    if bad is not None:
-        return f"frame name {bad!r} is not a plain file name"
+    for frame in listed:
+        plain_name(frame, source=meta_path, key=f"videos[{vid!r}].frames")
     if len(set(listed)) != len(listed):
         return "a frame is listed twice"
-    folder = frames_root / vid
+    folder = inside(frames_root, vid, source=meta_path, key="video id")
     try:
         present = {n[:-4] for n in os.listdir(folder) if n.endswith(".jpg")}
     except FileNotFoundError:
@@ -153,12 +149,11 @@ def _check_video(frames_root: Path, vid: str, listed: Any) -> tuple[Video, list[
     if missing:
         return f"{len(missing)} listed frames missing in {folder} (first: {missing[0]}.jpg)"
     frames = tuple(sorted(listed))
-    first = folder / f"{frames[0]}.jpg"
     try:
-        with Image.open(first) as image:
+        with open_image(folder / f"{frames[0]}.jpg") as image:
             width, height = image.size
-    except (UnidentifiedImageError, OSError) as err:
-        return f"cannot read {first} ({err})"
+    except DataError as err:
+        return str(err)
     return Video(vid, frames, height, width), listed
 
 
@@ -252,7 +247,6 @@ def save_split(split: MevisSplit, out: str | Path) -> VideoIndex:
     index = split.index
     if split.masks is not None:
         masks_dir = out / index.split / "masks"
-        shutil.rmtree(masks_dir, ignore_errors=True)  # no files of videos dropped since
         for vid, tracks in split.masks.items():
             write_json(masks_dir / f"{vid}.json", tracks, indent=None)
         index = dataclasses.replace(index, masks_dir=str(masks_dir))
@@ -261,16 +255,18 @@ def save_split(split: MevisSplit, out: str | Path) -> VideoIndex:
 
 
 def prepare_mevis(params: Params, out: Path) -> dict:
-    """Index every split present under data.mevis.root; the prepare report."""
+    """Index every split present under data.mevis.root into `out`, which is replaced as a whole
+    once every split is written; the prepare report."""
     root = dataset_root(params, "mevis", LAYOUT)
     present = [split for split in SPLITS if (root / split).is_dir()]
     if not present:
         raise DataError(f"{root}: none of the MeViS splits {SPLITS} found (expected {LAYOUT})")
     counts, skipped = {}, []
-    for name in present:
-        split = read_mevis(root, name, skip_bad=params.data.mevis.skip_bad)
-        counts[name] = _counts(save_split(split, out))
-        skipped += [{**item, "split": name} for item in split.skipped]
+    with atomic_dir(out, marker=f"{present[0]}.json") as staging:
+        for name in present:
+            split = read_mevis(root, name, skip_bad=params.data.mevis.skip_bad)
+            counts[name] = _counts(save_split(split, staging))
+            skipped += [{**item, "split": name} for item in split.skipped]
     return {"counts": counts, "skipped": len(skipped), "skipped_items": skipped}
 
 

@@ -1,6 +1,7 @@
 """The `prepare` stage's work per dataset: validate, index, convert, count.
 
-Each preparer writes its index files into `out` and returns a report
+Each preparer writes its index files into `out`, replaced as a whole only once complete
+(rvos.io.atomic_dir: an interrupted run leaves the previous output or none), and returns a report
 {"counts": {...}, "skipped": n, "skipped_items": [{"item", "reason"}]} that DVC tracks as
 metrics, so a dataset that silently lost samples shows up in `dvc metrics diff`.
 """
@@ -13,7 +14,7 @@ from pathlib import Path
 from rvos.config import Params, dataset_root
 from rvos.data import a2d, davis, jhmdb, mevis, refcoco, ytvos
 from rvos.data.index import save_index
-from rvos.io import write_json, write_text
+from rvos.io import atomic_dir, write_json, write_text
 
 LAYOUTS = {
     "ytvos": "the Ref-YouTube-VOS directory with train/, valid/, meta_expressions/",
@@ -41,9 +42,12 @@ def prepare_ytvos(params: Params, out: Path) -> dict:
         indexes["train"], indexes["holdout"] = ytvos.hold_out(
             indexes["train"], cfg.holdout_videos, cfg.holdout_seed
         )
-        write_text(out / "holdout.txt", "".join(f"{vid}\n" for vid in indexes["holdout"].videos))
-    for split, index in indexes.items():
-        save_index(index, out / f"{split}.json")
+    with atomic_dir(out, marker="train.json") as staging:
+        if "holdout" in indexes:
+            holdout = "".join(f"{vid}\n" for vid in indexes["holdout"].videos)
+            write_text(staging / "holdout.txt", holdout)
+        for split, index in indexes.items():
+            save_index(index, staging / f"{split}.json")
     counts = {split: index.counts() for split, index in indexes.items()}
     return {"counts": counts, "skipped": len(skipped), "skipped_items": skipped}
 
@@ -53,20 +57,25 @@ def prepare_refcoco(params: Params, out: Path) -> dict:
     root = check_root(params, "refcoco")
     images = root / cfg.images
     counts, skipped, files = {}, [], {}
-    for name in cfg.datasets:
-        per_split, dropped = refcoco.convert(root, name, images)
-        for split, coco in per_split.items():
-            path = out / f"instances_{name}_{split}.json"
-            write_json(path, coco, indent=None)
-            files.setdefault(split, []).append(path.name)
-            counts[f"{name}_{split}"] = {
-                "sentences": len(coco["images"]),
-                "images": len({img["original_id"] for img in coco["images"]}),
-                "objects": len({ann["original_id"] for ann in coco["annotations"]}),
-            }
-        skipped += dropped
-    write_json(out / "index.json", {"images": str(images), "files": files})
+    with atomic_dir(out, marker="index.json") as staging:
+        for name in cfg.datasets:
+            per_split, dropped = refcoco.convert(root, name, images)
+            for split, coco in per_split.items():
+                path = staging / f"instances_{name}_{split}.json"
+                write_json(path, coco, indent=None)
+                files.setdefault(split, []).append(path.name)
+                counts[f"{name}_{split}"] = _refcoco_counts(coco)
+            skipped += dropped
+        write_json(staging / "index.json", {"images": str(images), "files": files})
     return {"counts": counts, "skipped": len(skipped), "skipped_items": skipped}
+
+
+def _refcoco_counts(coco: dict) -> dict[str, int]:
+    return {
+        "sentences": len(coco["images"]),
+        "images": len({img["original_id"] for img in coco["images"]}),
+        "objects": len({ann["original_id"] for ann in coco["annotations"]}),
+    }
 
 
 PREPARERS: dict[str, Callable[[Params, Path], dict]] = {

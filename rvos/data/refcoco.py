@@ -17,6 +17,8 @@ import pickle
 from pathlib import Path
 
 from rvos.data.index import normalize_text
+from rvos.data.media import check_pixels
+from rvos.data.paths import plain_name
 from rvos.errors import DataError
 from rvos.io import read_json
 
@@ -44,14 +46,23 @@ def read_refs(path: str | Path) -> list[dict]:
     except FileNotFoundError:
         raise DataError(f"{path}: file not found") from None
     try:
-        refs = _PlainDataUnpickler(io.BytesIO(data), path, "ASCII").load()
-    except UnicodeDecodeError:  # Python-2 byte strings that are not ASCII
-        refs = _PlainDataUnpickler(io.BytesIO(data), path, "latin1").load()
-    except (pickle.UnpicklingError, EOFError, ValueError) as err:
-        raise DataError(f"{path}: not a readable pickle ({err})") from None
+        refs = _load_plain(data, path)
+    except _CORRUPT_PICKLE as err:
+        raise DataError(f"{path}: not a readable pickle ({type(err).__name__}: {err})") from None
     if not isinstance(refs, list) or not all(isinstance(r, dict) for r in refs):
         raise DataError(f"{path}: expected a list of ref dicts")
     return refs
+
+
+# What a truncated or corrupt pickle raises; a refused global is a DataError of its own.
+_CORRUPT_PICKLE = (pickle.UnpicklingError, EOFError, ValueError, TypeError, IndexError, KeyError)
+
+
+def _load_plain(data: bytes, path: Path) -> object:
+    try:
+        return _PlainDataUnpickler(io.BytesIO(data), path, "ASCII").load()
+    except UnicodeDecodeError:  # Python-2 byte strings that are not ASCII
+        return _PlainDataUnpickler(io.BytesIO(data), path, "latin1").load()
 
 
 def convert(root: str | Path, dataset: str, images_dir: str | Path) -> tuple[dict, list[dict]]:
@@ -76,7 +87,7 @@ def convert(root: str | Path, dataset: str, images_dir: str | Path) -> tuple[dic
     skipped: list[dict] = []
     refs_path = root / dataset / f"refs({split_by}).p"
     for ref in read_refs(refs_path):
-        reason = _check_ref(ref, images, anns, on_disk, out)
+        reason = _check_ref(ref, images, anns, on_disk, out, instances_path)
         if reason:
             skipped.append({"item": f"{dataset}/ref {ref.get('ref_id')}", "reason": reason})
             continue
@@ -109,7 +120,10 @@ def convert(root: str | Path, dataset: str, images_dir: str | Path) -> tuple[dic
     return out, skipped
 
 
-def _check_ref(ref: dict, images: dict, anns: dict, on_disk: set[str], out: dict) -> str:
+def _check_ref(
+    ref: dict, images: dict, anns: dict, on_disk: set[str], out: dict, instances_path: Path
+) -> str:
+    """Why a ref is unusable ('' when it is fine); a hostile image entry raises."""
     missing = [k for k in ("ann_id", "image_id", "split", "sentences") if k not in ref]
     if missing:
         return f"missing fields {missing}"
@@ -119,13 +133,30 @@ def _check_ref(ref: dict, images: dict, anns: dict, on_disk: set[str], out: dict
         return f"image_id {ref['image_id']} not in instances.json"
     if ref["ann_id"] not in anns:
         return f"ann_id {ref['ann_id']} not in instances.json"
-    name = str(images[ref["image_id"]].get("file_name", ""))
-    if Path(name).name != name or name in ("", ".", ".."):
-        return f"image file name {name!r} is not a plain file name"
-    if name not in on_disk:
-        return f"image {name} not found"
+    reason = _check_image(images[ref["image_id"]], on_disk, instances_path)
+    if reason:
+        return reason
     if not isinstance(anns[ref["ann_id"]].get("segmentation"), list):
         return "annotation has no polygon segmentation"
-    if not ref["sentences"] or not all(normalize_text(s.get("sent", "")) for s in ref["sentences"]):
+    sentences = ref["sentences"]
+    if not isinstance(sentences, list) or not all(
+        isinstance(s, dict) and isinstance(s.get("sent"), str) for s in sentences
+    ):
+        return "sentences: expected a list of {'sent': text, ...}"
+    if not sentences or not all(normalize_text(s["sent"]) for s in sentences):
         return "empty sentence"
+    return ""
+
+
+def _check_image(image: dict, on_disk: set[str], instances_path: Path) -> str:
+    """Why an instances.json image entry is unusable ('' when fine); its masks are rasterised
+    at its width x height, so an escaping name or an absurd size raises."""
+    key = f"images[id={image['id']}]"
+    name = plain_name(image.get("file_name"), source=instances_path, key=f"{key}.file_name")
+    if name not in on_disk:
+        return f"image {name} not found"
+    width, height = image.get("width"), image.get("height")
+    if not all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in (width, height)):
+        return f"image {name}: width {width!r} and height {height!r} are not positive integers"
+    check_pixels(instances_path, f"{key} ({name})", width, height)
     return ""

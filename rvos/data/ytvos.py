@@ -17,9 +17,9 @@ import random
 from pathlib import Path
 from typing import Any
 
-from PIL import Image
-
 from rvos.data.index import Expression, Video, VideoIndex, normalize_text
+from rvos.data.media import open_image
+from rvos.data.paths import inside, plain_name
 from rvos.errors import DataError
 from rvos.io import read_json
 
@@ -88,8 +88,20 @@ def _videos(meta: Any, path: Path) -> dict:
     if not isinstance(meta, dict) or not isinstance(meta.get("videos"), dict):
         raise DataError(f"{path}: expected {{'videos': {{vid: {{'expressions', 'frames'}}}}}}")
     for vid, entry in meta["videos"].items():
-        if not isinstance(entry, dict) or "expressions" not in entry or "frames" not in entry:
-            raise DataError(f"{path}: video {vid!r} lacks 'expressions' or 'frames'")
+        if (
+            not isinstance(entry, dict)
+            or not isinstance(entry.get("expressions"), dict)
+            or not isinstance(entry.get("frames"), list)
+        ):
+            raise DataError(
+                f"{path}: videos[{vid!r}]: expected {{'expressions': {{exp_id: ...}}, "
+                "'frames': [names]}"
+            )
+        bad = next((e for e in entry["expressions"] if not str(e).isdecimal()), None)
+        if bad is not None:
+            raise DataError(
+                f"{path}: videos[{vid!r}].expressions: key {bad!r} is not a decimal expression id"
+            )
     return dict(meta["videos"])
 
 
@@ -106,22 +118,22 @@ def _train_objects(root: Path) -> dict[str, set[int]]:
 def _check_video(
     root: Path, vid: str, entry: dict, frames_dir: str, masks_dir: str | None, meta_path: Path
 ) -> tuple[Video | None, str]:
-    frames = tuple(sorted(str(f) for f in entry["frames"]))
+    plain_name(vid, source=meta_path, key="video id")
+    key = f"videos[{vid!r}].frames"
+    frames = tuple(sorted(plain_name(str(f), source=meta_path, key=key) for f in entry["frames"]))
     if not frames:
         return None, f"no frames listed in {meta_path}"
-    if "/" in vid or vid in (".", ".."):
-        return None, "video name is not a plain directory name"
-    folder = root / frames_dir / vid
+    folder = inside(root / frames_dir, vid, source=meta_path, key="video id")
     present = _stems(folder, ".jpg")
     missing = [f for f in frames if f not in present]
     if missing:
         return None, f"{len(missing)} listed frames missing in {folder} (first: {missing[0]}.jpg)"
     if masks_dir is not None:
-        mask_folder = root / masks_dir / vid
+        mask_folder = inside(root / masks_dir, vid, source=meta_path, key="video id")
         absent = [f for f in frames if f not in _stems(mask_folder, ".png")]
         if absent:
             return None, f"{len(absent)} masks missing in {mask_folder} (first: {absent[0]}.png)"
-    with Image.open(folder / f"{frames[0]}.jpg") as image:
+    with open_image(folder / f"{frames[0]}.jpg") as image:
         width, height = image.size
     return Video(vid, frames, height, width), ""
 

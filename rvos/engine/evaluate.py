@@ -5,10 +5,14 @@ Predictions are written as the Ref-YouTube-VOS submission expects them,
 expression at a time, so memory does not grow with the benchmark. When the split has
 ground truth, every expression is scored with J and F, and so are two trivial baselines
 (all background; every annotated object of the frame) that bound what the numbers mean.
+
+Under torchrun each rank predicts the expressions of its share of the videos; the rows are
+gathered on every rank, and the stage has rank 0 alone score, plot and zip.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from pathlib import Path
 
@@ -20,6 +24,7 @@ from torch import nn
 from tqdm import tqdm
 
 from rvos.data.index import Expression, VideoIndex
+from rvos.engine.distributed import all_gather_objects, is_main, shard
 from rvos.engine.infer import expression_probabilities
 from rvos.engine.visualize import overlay_strip
 from rvos.eval.davis import score_expression
@@ -51,10 +56,14 @@ def evaluate_split(
     threshold: float,
     device: torch.device,
 ) -> pd.DataFrame:
-    """One row per expression: J, F (and the baselines' J, F) when the split has masks."""
+    """One row per expression, in index order: J, F (and the baselines' J, F) when the split
+    has masks. Each rank predicts the videos of its `shard`; every rank gets the whole table."""
     model.to(device).eval()
+    videos = set(shard(sorted(index.videos)))
+    mine = [(i, e) for i, e in enumerate(index.expressions) if e.video in videos]
     rows = []
-    for expression in tqdm(index.expressions, desc=f"evaluate {index.dataset}", unit="expr"):
+    bar = tqdm(mine, desc=f"evaluate {index.dataset}", unit="expr", disable=not is_main())
+    for position, expression in bar:
         probs = expression_probabilities(
             model, probabilities, index, expression, size=size, window=window, device=device
         )
@@ -75,14 +84,41 @@ def evaluate_split(
             for name, candidate in candidates.items():
                 scores = score_expression(target, candidate)
                 row[f"{name}_J"], row[f"{name}_F"] = scores["J_mean"], scores["F_mean"]
-        rows.append(row)
-    return pd.DataFrame(rows)
+        rows.append((position, row))
+    gathered = sorted((r for part in all_gather_objects(rows) for r in part), key=lambda r: r[0])
+    return pd.DataFrame([row for _, row in gathered])
 
 
 def summarize(table: pd.DataFrame, name: str) -> dict[str, float]:
     """Dataset J, F and J&F: means over expressions, as MeViS and Ref-YouTube-VOS report."""
     j, f = float(table[f"{name}_J"].mean()), float(table[f"{name}_F"].mean())
     return {"J&F": (j + f) / 2, "J": j, "F": f}
+
+
+DEMO_KINDS_FILE = "demo_expression_kinds.json"
+
+
+def demo_kinds(index: VideoIndex) -> dict[tuple[str, str], str] | None:
+    """(video, exp_id) → the kind of expression the demo generator wrote ("appearance",
+    "motion", "motion_only", ...), or None outside demo data. Ref-YouTube-VOS's file maps
+    videos of every split; MeViS's is keyed by split first."""
+    path = Path(index.root) / DEMO_KINDS_FILE
+    if not path.is_file():
+        return None
+    kinds = json.loads(path.read_text())
+    videos = kinds.get(index.split, {}) if index.split in kinds else kinds
+    return {(vid, exp): kind for vid, exps in videos.items() for exp, kind in exps.items()}
+
+
+def summarize_by_kind(table: pd.DataFrame, kinds: dict[tuple[str, str], str]) -> dict:
+    """{kind: {"expressions", "model", and every baseline's J&F}} over the table's rows."""
+    labels = [kinds.get((v, str(e))) for v, e in zip(table["video"], table["exp_id"], strict=True)]
+    result = {}
+    for kind, rows in table.assign(kind=labels).dropna(subset=["kind"]).groupby("kind"):
+        entry = {"expressions": len(rows), "model": summarize(rows, "model")}
+        entry.update({name: summarize(rows, name) for name in BASELINES})
+        result[str(kind)] = entry
+    return result
 
 
 def draw_overlays(table: pd.DataFrame, index: VideoIndex, out: Path, count: int) -> list[Path]:

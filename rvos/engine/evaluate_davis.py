@@ -3,7 +3,8 @@
 The prepared index's expression ids follow the protocol (object k, variant a → 4k + a), so
 for each variant the K objects' probabilities of a sequence become one index map (see
 `rvos.eval.refdavis`), saved as `<out>/anno_<a>/<seq>/<idx:05d>.png` and scored against the
-untouched DAVIS tree. One variant is held in memory at a time.
+untouched DAVIS tree. One variant is held in memory at a time. Under torchrun each rank
+writes the maps of its share of the sequences, and rank 0 scores them all.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from tqdm import tqdm
 
 from rvos.data.davis import SOURCE_FILE
 from rvos.data.index import VideoIndex
+from rvos.engine.distributed import barrier, is_main, shard
 from rvos.engine.infer import expression_probabilities
 from rvos.errors import DataError
 from rvos.eval.refdavis import N_VARIANTS, evaluate_refdavis, write_variant
@@ -33,11 +35,13 @@ def evaluate_refdavis_split(
     size: tuple[int, int],
     window: int,
     device: torch.device,
-) -> dict:
-    """{"model": {"J&F", "J", "F"}, "variants": {a: DAVIS summary}}; CSVs under out/scores."""
+) -> dict | None:
+    """{"model": {"J&F", "J", "F"}, "variants": {a: DAVIS summary}}, CSVs under out/scores;
+    on ranks other than 0, which only predict their share of the sequences, None."""
     model.to(device).eval()
     by_object = _expressions_by_object(index)
-    for seq in tqdm(sorted(by_object), desc="evaluate davis", unit="seq"):
+    mine = shard(sorted(by_object))
+    for seq in tqdm(mine, desc="evaluate davis", unit="seq", disable=not is_main()):
         for variant in range(N_VARIANTS):
             probs = [
                 expression_probabilities(
@@ -52,6 +56,9 @@ def evaluate_refdavis_split(
                 for _, expressions in sorted(by_object[seq].items())
             ]
             write_variant(out, variant, seq, probs)
+    barrier()  # every rank's maps are written before rank 0 reads them
+    if not is_main():
+        return None
     davis_root = read_json(prepared / SOURCE_FILE)["davis_root"]
     scores = evaluate_refdavis(
         out, davis_root, subset="val", sequences=sorted(by_object), out_dir=out / "scores"

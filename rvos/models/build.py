@@ -15,17 +15,19 @@ import torch
 from torch import nn
 
 from rvos.config import ModelConfig
+from rvos.models.referformer import build_referformer, referformer_probabilities
 from rvos.models.refvos import build_refvos, refvos_probabilities
 
 
 @dataclass(frozen=True)
 class Method:
-    build: Callable[[ModelConfig], tuple[nn.Module, nn.Module]]
+    build: Callable[[ModelConfig, bool], tuple[nn.Module, nn.Module]]  # (cfg, load_weights)
     probabilities: Callable[[dict], torch.Tensor]
 
 
 METHODS: dict[str, Method] = {
     "refvos": Method(build_refvos, refvos_probabilities),
+    "referformer": Method(build_referformer, referformer_probabilities),
 }
 
 
@@ -35,5 +37,7 @@ def get_method(name: str) -> Method:
     return METHODS[name]
 
 
-def build_model(cfg: ModelConfig) -> tuple[nn.Module, nn.Module]:
-    return get_method(cfg.method).build(cfg)
+def build_model(cfg: ModelConfig, load_weights: bool = True) -> tuple[nn.Module, nn.Module]:
+    """load_weights False builds the architecture alone: no backbone or text weights are read
+    (only the text encoder's config.json), e.g. to count parameters on the meta device."""
+    return get_method(cfg.method).build(cfg, load_weights)

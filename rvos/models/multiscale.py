@@ -1,11 +1,11 @@
 """Multi-scale vision backbones for ReferFormer-family models.
 
-ReferFormer's deformable transformer reads three feature maps per frame: C3, C4 and C5 at
-strides 8, 16 and 32. `multiscale_backbone` cuts them out of torchvision's ResNet and Swin
-image models and out of its Video Swin, whose clips give per-frame maps. Submodules keep
-torchvision's names, so torchvision state dicts load as they are (classifier keys ignored).
-The maps are raw stage outputs: like ReferFormer's Video Swin, no LayerNorm is added on top,
-since the transformer's input projections normalise each level with GroupNorm.
+ReferFormer reads four feature maps per frame: C2 at stride 4 for its mask features and
+C3, C4, C5 at strides 8, 16 and 32 for its deformable transformer. `multiscale_backbone` cuts
+them out of torchvision's ResNet and Swin image models and out of its Video Swin, whose clips
+give per-frame maps. Submodules keep torchvision's names, so torchvision state dicts load as
+they are (classifier keys ignored). Image Swin maps pass through one LayerNorm per level
+(`out_norms`), as in ReferFormer's Swin; ResNet and Video Swin maps are raw stage outputs.
 """
 
 from __future__ import annotations
@@ -17,7 +17,17 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 from torch.utils.checkpoint import checkpoint
-from torchvision.models import get_model_weights, resnet50, resnet101, swin_b, swin_t
+from torchvision.models import (
+    get_model_weights,
+    resnet18,
+    resnet34,
+    resnet50,
+    resnet101,
+    swin_b,
+    swin_s,
+    swin_t,
+)
+from torchvision.models.swin_transformer import SwinTransformer
 from torchvision.models.video import swin3d_b, swin3d_s, swin3d_t
 from torchvision.ops import FrozenBatchNorm2d
 
@@ -30,12 +40,14 @@ WEIGHTS_KEY = "model.backbone.weights"
 @dataclass(frozen=True)
 class _Family:
     """How a torchvision network splits into a stem and four stages (module paths), the layout
-    its features travel in, and ReferFormer's default number of frozen stages."""
+    its features travel in, ReferFormer's default number of frozen stages, and whether each
+    output map gets a LayerNorm of its own."""
 
     stages: tuple[tuple[str, ...], ...]
     layout: str  # "nchw" (CNN), "nhwc" (Swin) or "nthwc" (Video Swin)
     frozen_stages: int
     norm_layer: type[nn.Module] | None = None
+    out_norms: bool = False
 
 
 # Deformable-DETR and ReferFormer freeze BatchNorm, the stem and layer1 of ResNets.
@@ -56,6 +68,7 @@ _SWIN = _Family(
     ),
     layout="nhwc",
     frozen_stages=-1,
+    out_norms=True,
 )
 _VIDEO_SWIN = _Family(
     stages=(
@@ -69,31 +82,51 @@ _VIDEO_SWIN = _Family(
     frozen_stages=-1,
 )
 
-_MODELS: dict[str, tuple[Callable[..., nn.Module], _Family, tuple[int, int, int]]] = {
-    "resnet50": (resnet50, _RESNET, (512, 1024, 2048)),
-    "resnet101": (resnet101, _RESNET, (512, 1024, 2048)),
-    "swin_t": (swin_t, _SWIN, (192, 384, 768)),
-    "swin_b": (swin_b, _SWIN, (256, 512, 1024)),
-    "video_swin_t": (swin3d_t, _VIDEO_SWIN, (192, 384, 768)),
-    "video_swin_s": (swin3d_s, _VIDEO_SWIN, (192, 384, 768)),
-    "video_swin_b": (swin3d_b, _VIDEO_SWIN, (256, 512, 1024)),
+
+def swin_l(*, weights: None = None, **kwargs) -> SwinTransformer:
+    """Swin-L (ImageNet-22k's largest Swin, ReferFormer's strongest image backbone), which
+    torchvision does not build: its architecture with torchvision's modules, weights from a
+    file only."""
+    return SwinTransformer(
+        patch_size=[4, 4],
+        embed_dim=192,
+        depths=[2, 2, 18, 2],
+        num_heads=[6, 12, 24, 48],
+        window_size=[7, 7],
+        stochastic_depth_prob=0.3,
+        **kwargs,
+    )
+
+
+_MODELS: dict[str, tuple[Callable[..., nn.Module], _Family, tuple[int, ...]]] = {
+    "resnet18": (resnet18, _RESNET, (64, 128, 256, 512)),
+    "resnet34": (resnet34, _RESNET, (64, 128, 256, 512)),
+    "resnet50": (resnet50, _RESNET, (256, 512, 1024, 2048)),
+    "resnet101": (resnet101, _RESNET, (256, 512, 1024, 2048)),
+    "swin_t": (swin_t, _SWIN, (96, 192, 384, 768)),
+    "swin_s": (swin_s, _SWIN, (96, 192, 384, 768)),
+    "swin_b": (swin_b, _SWIN, (128, 256, 512, 1024)),
+    "swin_l": (swin_l, _SWIN, (192, 384, 768, 1536)),
+    "video_swin_t": (swin3d_t, _VIDEO_SWIN, (96, 192, 384, 768)),
+    "video_swin_s": (swin3d_s, _VIDEO_SWIN, (96, 192, 384, 768)),
+    "video_swin_b": (swin3d_b, _VIDEO_SWIN, (128, 256, 512, 1024)),
 }
 MULTISCALE_BACKBONES = tuple(_MODELS)
 
 
 class MultiScaleBackbone(nn.Module):
-    """Runs a torchvision network stage by stage and returns [C3, C4, C5] as (N·T, C, H, W).
+    """Runs a torchvision network stage by stage and returns [C2, C3, C4, C5] as (N·T, C, H, W).
 
     Image backbones take frames (N, 3, H, W), video ones (`video` True) clips (N, T, 3, H, W).
     """
 
-    strides = (8, 16, 32)
+    strides = (4, 8, 16, 32)
 
     def __init__(
         self,
         net: nn.Module,
         family: _Family,
-        channels: tuple[int, int, int],
+        channels: tuple[int, ...],
         *,
         state_file: Path | None,
         frozen_stages: int,
@@ -107,6 +140,8 @@ class MultiScaleBackbone(nn.Module):
         self.family, self.channels, self.checkpointing = family, channels, checkpointing
         self.frozen_stages = frozen_stages
         self.video = family.layout == "nthwc"
+        if family.out_norms:
+            self.out_norms = nn.ModuleList(nn.LayerNorm(c) for c in channels)
         if state_file is not None:
             load_state_file(self, state_file)
         if self.video:
@@ -124,8 +159,9 @@ class MultiScaleBackbone(nn.Module):
                 x = checkpoint(_run, modules, x, use_reentrant=False)
             else:
                 x = _run(modules, x)
-            if index >= 2:
-                maps.append(self._frames(x))
+            if index >= 1:
+                level = x if not self.family.out_norms else self.out_norms[index - 1](x)
+                maps.append(self._frames(level))
         return maps
 
     def train(self, mode: bool = True) -> MultiScaleBackbone:
@@ -175,8 +211,6 @@ def _per_frame_patches(embed: nn.Module) -> None:
 
 def _unknown(name: str) -> str:
     supported = ", ".join(MULTISCALE_BACKBONES)
-    if name == "swin_l":
-        return f"Swin-L is not in torchvision, so rvos cannot build it; supported: {supported}"
     return f"unknown multi-scale backbone {name!r}; supported: {supported}"
 
 
@@ -200,7 +234,7 @@ def multiscale_backbone(
     builder, family, channels = _MODELS[name]
     resolved = resolve_weights(weights, WEIGHTS_KEY)
     enum = None if resolved is None or isinstance(resolved, Path) else resolved
-    if enum is not None and not isinstance(enum, get_model_weights(builder)):
+    if enum is not None and (builder is swin_l or not isinstance(enum, get_model_weights(builder))):
         raise ConfigError(f"params.yaml: {WEIGHTS_KEY} = {weights!r} does not fit {name!r}")
     extra = {} if family.norm_layer is None else {"norm_layer": family.norm_layer}
     return MultiScaleBackbone(

@@ -16,7 +16,7 @@ from torchvision.models.segmentation.deeplabv3 import ASPP
 
 from rvos.models.backbones import deeplab_backbone
 from rvos.models.losses import MaskLoss
-from rvos.models.text import TextEncoder
+from rvos.models.text import TextEncoder, build_text_encoder
 
 FOREGROUND_PRIOR = 0.05
 
@@ -34,7 +34,7 @@ class RefVOS(nn.Module):
         self.backbone = backbone
         self.aspp = ASPP(backbone_channels, list(atrous_rates), fusion_dim)
         self.text_encoder = text_encoder
-        self.text_proj = nn.Linear(text_encoder.dim, fusion_dim)
+        self.text_proj = nn.Linear(text_encoder.sentence_dim, fusion_dim)
         self.head = nn.Sequential(
             nn.Conv2d(fusion_dim, fusion_dim, 3, padding=1, bias=False),
             nn.BatchNorm2d(fusion_dim),
@@ -52,7 +52,7 @@ class RefVOS(nn.Module):
         k = sentences_per_clip(b, texts)
         visual = self.aspp(self.backbone(frames.flatten(0, 1))["out"])  # (B*T, C, h', w')
         visual = visual.unflatten(0, (b, 1, t)).expand(-1, k, -1, -1, -1, -1).flatten(0, 2)
-        sentence = self.text_proj(self.text_encoder(texts))  # (B*K, C)
+        sentence = self.text_proj(self.text_encoder(texts).sentence)  # (B*K, C)
         fused = visual * sentence.repeat_interleave(t, dim=0)[:, :, None, None]
         logits = self.head(fused)  # (B*K*T, 1, h', w')
         logits = F.interpolate(logits, size=(h, w), mode="bilinear", align_corners=False)
@@ -71,13 +71,11 @@ def refvos_probabilities(outputs: dict) -> torch.Tensor:
     return outputs["pred_masks"].sigmoid()
 
 
-def build_refvos(cfg) -> tuple[nn.Module, nn.Module]:
+def build_refvos(cfg, load_weights: bool = True) -> tuple[nn.Module, nn.Module]:
     """Model and criterion from a ModelConfig."""
-    backbone, channels = deeplab_backbone(cfg.backbone.name, cfg.backbone.weights)
-    text = cfg.text_encoder
-    encoder = TextEncoder(
-        text.weights, trainable=text.trainable, pooling=text.pooling, max_length=text.max_length
-    )
+    backbone_weights = cfg.backbone.weights if load_weights else None
+    backbone, channels = deeplab_backbone(cfg.backbone.name, backbone_weights)
+    encoder = build_text_encoder(cfg.text_encoder, load_weights)
     model = RefVOS(
         backbone, channels, encoder, fusion_dim=cfg.fusion_dim, atrous_rates=cfg.atrous_rates
     )

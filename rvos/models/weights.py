@@ -46,7 +46,7 @@ def load_state_file(module: nn.Module, path: Path) -> None:
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # torch raises many types for corrupt or unsafe files
-        reason = f"{type(err).__name__}: {err}"
+        reason = f"{type(err).__name__}: {str(err).splitlines()[0]}"
         raise CheckpointError(f"{path}: cannot load weights ({reason})") from None
     if isinstance(state, dict) and isinstance(state.get("model"), dict):
         state = state["model"]

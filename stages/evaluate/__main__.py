@@ -1,23 +1,30 @@
-"""Inference and J&F on splits of a prepared video benchmark; server zips where one scores it."""
+"""Inference and J&F on splits of a prepared video benchmark; server zips where one scores it.
+
+Under torchrun the videos are shared out among the processes; rank 0 scores and writes.
+"""
 
 import argparse
 import logging
 from pathlib import Path
 
+import pandas as pd
+
 from rvos.config import ModelConfig, load_params, parse, to_dict
-from rvos.data.index import load_index
+from rvos.data.index import VideoIndex, load_index
 from rvos.engine.checkpoint import load_checkpoint, load_model_state
+from rvos.engine.distributed import is_main, main_rank_run, process_group
 from rvos.engine.evaluate import (
     BASELINES,
+    demo_kinds,
     draw_overlays,
     evaluate_split,
     plot_per_video,
     summarize,
+    summarize_by_kind,
     write_submission,
 )
 from rvos.engine.evaluate_davis import evaluate_refdavis_split
-from rvos.engine.tracking import start_run
-from rvos.engine.train import resolve_device
+from rvos.engine.tracking import Tracker
 from rvos.eval.report import write_csv
 from rvos.io import write_json
 from rvos.models.build import get_method
@@ -40,8 +47,9 @@ def main() -> None:
     parser.add_argument(
         "--splits", nargs="+", help="prepared splits (default: the dataset's evaluation splits)"
     )
+    parser.add_argument("--variant", help="params.yaml variants.<name> to apply (default: none)")
     args = parser.parse_args()
-    params = load_params()
+    params = load_params(variant=args.variant)
     cfg = params.evaluate
 
     checkpoint = load_checkpoint(args.checkpoint)
@@ -61,57 +69,60 @@ def main() -> None:
         "splits": {},
     }
     run_params = {"evaluate": to_dict(cfg), "model": to_dict(model_cfg), "splits": splits}
-    with start_run(
-        experiment=params.base.experiment,
-        stage="evaluate",
-        dataset=args.dataset,
-        method=model_cfg.method,
-        params=run_params,
-    ) as tracker:
+    run = {"experiment": params.base.experiment, "stage": "evaluate", "dataset": args.dataset}
+    run.update(method=model_cfg.method, params=run_params)
+    with process_group(params.base.device) as device, main_rank_run(**run) as tracker:
         for split, index in indexes.items():
             out = args.predictions / split
+            settings = {"size": model_cfg.input_size, "window": cfg.batch_frames, "device": device}
             if args.dataset == "davis":
-                result = evaluate_refdavis_split(
-                    model,
-                    method.probabilities,
-                    index,
-                    args.data,
-                    out,
-                    size=model_cfg.input_size,
-                    window=cfg.batch_frames,
-                    device=resolve_device(params.base.device),
+                scores = evaluate_refdavis_split(
+                    model, method.probabilities, index, args.data, out, **settings
                 )
-                report["splits"][split] = {"expressions": len(index.expressions), "scored": True}
-                report["splits"][split].update(result)
-                tracker.log_metrics({f"{split}_{k}": v for k, v in result["model"].items()})
-                tracker.log_artifacts(out / "scores", f"{split}/scores")
+                if is_main():
+                    report["splits"][split] = davis_report(scores, index, split, out, tracker)
                 continue
             table = evaluate_split(
-                model,
-                method.probabilities,
-                index,
-                out,
-                size=model_cfg.input_size,
-                window=cfg.batch_frames,
-                threshold=cfg.threshold,
-                device=resolve_device(params.base.device),
+                model, method.probabilities, index, out, threshold=cfg.threshold, **settings
             )
-            tracker.log_artifact(write_csv(table, out / "expressions.csv"), split)
-            result = {"expressions": len(table), "scored": index.has_masks}
-            if index.has_masks:
-                result["model"] = summarize(table, "model")
-                result["baselines"] = {name: summarize(table, name) for name in BASELINES}
-                tracker.log_metrics({f"{split}_{k}": v for k, v in result["model"].items()})
-                title = f"{args.dataset} {split}: J&F per video"
-                tracker.log_artifact(plot_per_video(table, out / "per_video.png", title), split)
-                for path in draw_overlays(table, index, out, cfg.overlays):
-                    tracker.log_artifact(path, f"{split}/overlays")
-            zipped = write_submission(index, out)
-            if zipped is not None:
-                result["submission"] = str(zipped)
-            report["splits"][split] = result
-            log.info("%s/%s: %s", args.dataset, split, result.get("model", "no ground truth"))
-        write_json(args.metrics, report)
+            if is_main():
+                result = video_report(table, index, split, out, cfg.overlays, tracker)
+                report["splits"][split] = result
+                log.info("%s/%s: %s", args.dataset, split, result.get("model", "no ground truth"))
+        if is_main():
+            write_json(args.metrics, report)
+
+
+def davis_report(scores: dict, index: VideoIndex, split: str, out: Path, tracker: Tracker) -> dict:
+    """A Ref-DAVIS17 split's entry of the metrics JSON; its scores and CSVs go to MLflow."""
+    tracker.log_metrics({f"{split}_{k}": v for k, v in scores["model"].items()})
+    tracker.log_artifacts(out / "scores", f"{split}/scores")
+    return {"expressions": len(index.expressions), "scored": True, **scores}
+
+
+def video_report(
+    table: pd.DataFrame, index: VideoIndex, split: str, out: Path, overlays: int, tracker: Tracker
+) -> dict:
+    """A video split's entry of the metrics JSON, from its per-expression table: the table as
+    CSV, J&F and the baselines' when it has masks (with plots and overlays), the server's zip
+    where one scores the split."""
+    tracker.log_artifact(write_csv(table, out / "expressions.csv"), split)
+    result = {"expressions": len(table), "scored": index.has_masks}
+    if index.has_masks:
+        result["model"] = summarize(table, "model")
+        result["baselines"] = {name: summarize(table, name) for name in BASELINES}
+        kinds = demo_kinds(index)
+        if kinds is not None:  # demo data: how each kind of expression fares
+            result["by_kind"] = summarize_by_kind(table, kinds)
+        tracker.log_metrics({f"{split}_{k}": v for k, v in result["model"].items()})
+        title = f"{index.dataset} {split}: J&F per video"
+        tracker.log_artifact(plot_per_video(table, out / "per_video.png", title), split)
+        for path in draw_overlays(table, index, out, overlays):
+            tracker.log_artifact(path, f"{split}/overlays")
+    zipped = write_submission(index, out)
+    if zipped is not None:
+        result["submission"] = str(zipped)
+    return result
 
 
 if __name__ == "__main__":

@@ -19,8 +19,9 @@ def main() -> None:
     parser.add_argument("--metrics", type=Path, required=True)
     parser.add_argument("--curve", type=Path, required=True, help="loss curve CSV")
     parser.add_argument("--resume", type=Path, help="training state to resume from and update")
+    parser.add_argument("--variant", help="params.yaml variants.<name> to apply (default: none)")
     args = parser.parse_args()
-    params = load_params()
+    params = load_params(variant=args.variant)
     phase = params.finetune
     transform = ClipTransform(
         params.model.input_size, hflip=phase.hflip, crop_scale=phase.crop_scale, jitter=phase.jitter

@@ -18,8 +18,9 @@ def main() -> None:
     parser.add_argument("--metrics", type=Path, required=True)
     parser.add_argument("--curve", type=Path, required=True, help="loss curve CSV")
     parser.add_argument("--resume", type=Path, help="training state to resume from and update")
+    parser.add_argument("--variant", help="params.yaml variants.<name> to apply (default: none)")
     args = parser.parse_args()
-    params = load_params()
+    params = load_params(variant=args.variant)
     index = read_json(args.data / "index.json")
     files = [args.data / name for name in index["files"].get("train", [])]
     transform = ClipTransform(

@@ -354,7 +354,7 @@ BAD_INPUT = {
     "video missing": (_remove("Release/clips320H/vidA.mp4"), "vidA.mp4: video file not found"),
     "corrupt video": (
         _garbage("Release/clips320H/vidA.mp4"),
-        "vidA.mp4: not a readable video (no frame could be decoded)",
+        "vidA.mp4: not a readable video",
     ),
     "annotation folder missing": (
         _remove("text_annotations/a2d_annotation_with_instances/vidA"),
@@ -431,7 +431,7 @@ BAD_INPUT = {
             _rewrite("Release/videoset.csv", ["../vidA,1,0,1,1,1,1,1,0"])(root),
             _text_rows("../vidA,3,a man")(root),
         ),
-        "video id '../vidA' is not a plain file name",
+        "a2d_annotation.txt: line 2: video_id '../vidA': expected a plain file or folder name",
     ),
 }
 

@@ -14,7 +14,7 @@ from rvos.data import davis
 from rvos.data.demo import PALETTE
 from rvos.data.demo_davis import write_davis
 from rvos.data.index import Expression, load_index
-from rvos.errors import ConfigError, DataError
+from rvos.errors import ConfigError, DataError, UnsafePathError
 from rvos.eval.refdavis import N_VARIANTS, evaluate_refdavis, write_variant
 
 pytestmark = pytest.mark.filterwarnings("ignore:__array__ implementation:DeprecationWarning")
@@ -423,11 +423,12 @@ def test_frames_of_different_sizes(tiny, tmp_path):
     _fails(tiny, tmp_path / "prepared", "00002.jpg: frame is 10x6, the sequence's first is 8x6")
 
 
-def test_sequence_name_escaping_the_root(tiny, tmp_path):
+@pytest.mark.parametrize("skip_bad", [False, True])
+def test_sequence_name_escaping_the_root_is_never_skipped(tiny, tmp_path, skip_bad):
     (tiny / "DAVIS/ImageSets/2017/val.txt").write_text("blackswan\n../../etc\n")
-    _fails(
-        tiny, tmp_path / "prepared", "val.txt: sequence '../../etc' is not a plain directory name"
-    )
+    with pytest.raises(UnsafePathError, match="val.txt: sequence '../../etc': expected a plain"):
+        davis.convert_davis(tiny, tmp_path / "prepared", skip_bad=skip_bad)
+    assert not (tmp_path / "prepared").exists()
 
 
 def test_sequence_listed_in_both_sets(tiny, tmp_path):

@@ -301,7 +301,7 @@ BAD_INPUT = {
     "mask values": (_mat(part_mask=PART_MASK * 255), "holds values [0, 255]; expected 0/1"),
     "mask dimensions": (
         _mat(part_mask=PART_MASK[None]),
-        "'part_mask' has shape (1, 24, 40, 5); expected (H, W, T)",
+        "'part_mask' has shape (1, 24, 40, 5) and class uint8; expected a numeric (H, W, T)",
     ),
 }
 

@@ -1,6 +1,9 @@
 import json
+import os
 import pickle
+import re
 import shutil
+import subprocess
 
 import numpy as np
 import pytest
@@ -117,20 +120,47 @@ def test_image_dataset(tiny_refcoco, tmp_path):
 
 
 class _RunsCommand:
-    def __init__(self, marker):
-        self.marker = marker
+    """Unpickling this calls `call(*args)`: what a hostile refs file would smuggle in."""
+
+    def __init__(self, call, *args):
+        self.call, self.args = call, args
 
     def __reduce__(self):
-        return (open, (str(self.marker), "w"))
+        return (self.call, self.args)
 
 
-def test_hostile_refs_pickle_is_refused(tmp_path):
+# (callable, its arguments given the marker file, how the refused global is named); protocol 2
+# writes Python-2 module names (subprocess is "commands" there).
+HOSTILE_CALLS = {
+    "os.system": (os.system, lambda m: (f"touch {m}",), r"(posix|os)\.system"),
+    "subprocess.call": (subprocess.call, lambda m: (["touch", str(m)],), r"(subprocess|commands)"),
+    "open": (open, lambda m: (str(m), "w"), r"(builtins|io|__builtin__)\.open"),
+}
+
+
+@pytest.mark.parametrize("case", HOSTILE_CALLS)
+@pytest.mark.parametrize("protocol", [2, pickle.HIGHEST_PROTOCOL])
+def test_hostile_refs_pickle_is_refused(tmp_path, case, protocol):
+    call, arguments, refused = HOSTILE_CALLS[case]
     marker = tmp_path / "pwned"
     path = tmp_path / "refs(unc).p"
-    path.write_bytes(pickle.dumps([_RunsCommand(marker)], protocol=2))
-    with pytest.raises(DataError, match=r"refuses to load (builtins|io)\.open"):
+    hostile = _RunsCommand(call, *arguments(marker))
+    path.write_bytes(pickle.dumps([{"ref_id": 0, "x": hostile}], protocol))
+    with pytest.raises(DataError, match=re.escape(str(path)) + ": refuses to load " + refused):
         refcoco.read_refs(path)
     assert not marker.exists()
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [b"", b"\x80\x02]q\x00(K\x01", b"not a pickle at all", b"\x80\x02}q\x00(]q\x01K\x01s."],
+    ids=["empty", "truncated", "text", "unhashable key"],
+)
+def test_corrupt_refs_pickle_names_the_file(tmp_path, payload):
+    path = tmp_path / "refs(unc).p"
+    path.write_bytes(payload)
+    with pytest.raises(DataError, match=re.escape(f"{path}: not a readable pickle")):
+        refcoco.read_refs(path)
 
 
 def test_refs_pickle_with_latin1_bytes(tmp_path):

@@ -53,9 +53,11 @@ def test_unknown_weights_name():
 
 
 def test_backbone_names_match_config():
+    """The config accepts exactly the names some method can build."""
     import typing
 
     from rvos.config import BackboneConfig
+    from rvos.models.multiscale import MULTISCALE_BACKBONES
 
     hint = typing.get_type_hints(BackboneConfig)["name"]
-    assert set(typing.get_args(hint)) == set(BACKBONES)
+    assert set(typing.get_args(hint)) == set(BACKBONES) | set(MULTISCALE_BACKBONES)

@@ -9,13 +9,17 @@ from rvos.models import multiscale
 from rvos.models.multiscale import MULTISCALE_BACKBONES, multiscale_backbone
 
 CHANNELS = {
-    "resnet50": (512, 1024, 2048),
-    "resnet101": (512, 1024, 2048),
-    "swin_t": (192, 384, 768),
-    "swin_b": (256, 512, 1024),
-    "video_swin_t": (192, 384, 768),
-    "video_swin_s": (192, 384, 768),
-    "video_swin_b": (256, 512, 1024),
+    "resnet18": (64, 128, 256, 512),
+    "resnet34": (64, 128, 256, 512),
+    "resnet50": (256, 512, 1024, 2048),
+    "resnet101": (256, 512, 1024, 2048),
+    "swin_t": (96, 192, 384, 768),
+    "swin_s": (96, 192, 384, 768),
+    "swin_b": (128, 256, 512, 1024),
+    "swin_l": (192, 384, 768, 1536),
+    "video_swin_t": (96, 192, 384, 768),
+    "video_swin_s": (96, 192, 384, 768),
+    "video_swin_b": (128, 256, 512, 1024),
 }
 SMALL = ("resnet50", "swin_t", "video_swin_t")
 
@@ -28,13 +32,13 @@ def inputs(net, size=64):
 
 
 @pytest.mark.parametrize("name", MULTISCALE_BACKBONES)
-def test_three_maps_per_frame_at_strides_8_16_32(name):
+def test_four_maps_per_frame_at_strides_4_to_32(name):
     net = multiscale_backbone(name).eval()
     x = inputs(net)
     with torch.no_grad():
         maps = net(x)
     frames = 3 if net.video else 2
-    assert net.channels == CHANNELS[name] and net.strides == (8, 16, 32)
+    assert net.channels == CHANNELS[name] and net.strides == (4, 8, 16, 32)
     assert net.video == name.startswith("video_")
     assert [m.shape for m in maps] == [
         (frames, c, 64 // s, 64 // s) for c, s in zip(CHANNELS[name], net.strides, strict=True)
@@ -140,14 +144,25 @@ def test_video_swin_rejects_its_own_per_frame_state_dict(tmp_path):
         multiscale_backbone("video_swin_t", str(path))
 
 
-@pytest.mark.parametrize(
-    ("name", "message"),
-    [("swin_l", "Swin-L is not in torchvision"), ("resnet18", "unknown multi-scale backbone")],
-)
-def test_unknown_names_list_the_supported_ones(name, message):
-    with pytest.raises(ValueError, match=message) as err:
-        multiscale_backbone(name)
+def test_unknown_names_list_the_supported_ones():
+    with pytest.raises(ValueError, match="unknown multi-scale backbone 'resnet152'") as err:
+        multiscale_backbone("resnet152")
     assert all(supported in str(err.value) for supported in MULTISCALE_BACKBONES)
+
+
+def test_image_swin_maps_are_layer_normalised_per_level():
+    net = multiscale_backbone("swin_t").eval()
+    with torch.no_grad():
+        for norm in net.out_norms:
+            norm.weight.fill_(2.0)
+            norm.bias.fill_(3.0)
+        maps = net(inputs(net, size=32))
+    for level in maps:  # LayerNorm over channels: mean = bias, std = weight
+        torch.testing.assert_close(level.mean(1), torch.full_like(level[:, 0], 3.0))
+        torch.testing.assert_close(
+            level.std(1, unbiased=False), torch.full_like(level[:, 0], 2.0), rtol=1e-3, atol=1e-3
+        )
+    assert not hasattr(multiscale_backbone("video_swin_t"), "out_norms")
 
 
 def test_uncached_torchvision_weights_are_never_downloaded(tmp_path, monkeypatch):

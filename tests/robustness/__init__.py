@@ -1,0 +1,1 @@
+"""Robustness: bad and hostile input of every kind, and interrupted pipeline stages."""
