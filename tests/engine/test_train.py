@@ -17,7 +17,9 @@ from rvos.engine.train import batch_plan, train
 from rvos.errors import RvosError
 
 # A tiny model and dataset whose training uses every RNG the loop must restore: the sampler
-# order, torch randomness in the items (augmentation) and in the model (dropout).
+# order, torch randomness in the items (augmentation) and in the model (dropout); and a frozen
+# text encoder whose cache a resumed run refills, with features that, as a transformer's over
+# a padded batch, depend in the last bits on the batch that a sentence is encoded in.
 PROGRAM = textwrap.dedent(
     """
     import os, signal, sys
@@ -26,6 +28,7 @@ PROGRAM = textwrap.dedent(
     from torch import nn
     from rvos.config import TrainConfig
     from rvos.engine import train as engine
+    from rvos.models.text import TextEncoder, TextFeatures
 
     class Items(torch.utils.data.Dataset):
         def __len__(self):
@@ -36,15 +39,32 @@ PROGRAM = textwrap.dedent(
             masks = (torch.arange(16).view(1, 1, 4, 4) % (i + 2) == 0).float()
             return {"frames": frames, "masks": masks, "texts": [str(i)]}
 
+    class Encoder(TextEncoder):
+        word_dim = sentence_dim = 4
+
+        def __init__(self):
+            super().__init__(trainable=False)
+            self.table = nn.Embedding(10, 4)
+            self._freeze_unless_trainable()
+
+        def encode(self, texts):
+            sentence = self.table(torch.tensor([int(t) for t in texts])) * (1 + 1e-6 * len(texts))
+            padding = torch.zeros(len(texts), 1, dtype=torch.bool)
+            return TextFeatures(sentence[:, None], padding, sentence)
+
     class Model(nn.Module):
         def __init__(self):
             super().__init__()
             self.backbone = nn.Conv2d(3, 4, 1)
+            self.text_encoder = Encoder()
+            self.text_proj = nn.Linear(4, 4)
             self.head = nn.Sequential(nn.Dropout(0.3), nn.Conv2d(4, 1, 1))
 
         def forward(self, frames, texts):
             b, t = frames.shape[:2]
-            out = self.head(torch.relu(self.backbone(frames.flatten(0, 1))))
+            sentence = self.text_proj(self.text_encoder(texts).sentence)
+            visual = torch.relu(self.backbone(frames.flatten(0, 1)))
+            out = self.head(visual * sentence[:, :, None, None])
             return {"pred_masks": out.view(b, t, 4, 4)}
 
     class Tracker:
