@@ -14,7 +14,11 @@ METHOD_NAMES = {"refvos": "RefVOS", "referformer": "ReferFormer"}
 def results_table(reports: list[dict]) -> str:
     """Markdown for a list of evaluate reports (metrics/evaluate/*.json)."""
     order = {name: i for i, name in enumerate(BENCHMARKS)}
-    reports = sorted(reports, key=lambda r: order.get(r["dataset"], len(order)))
+    methods = {name: i for i, name in enumerate(METHOD_NAMES)}
+    reports = sorted(
+        reports,
+        key=lambda r: (methods.get(r["method"], len(methods)), order.get(r["dataset"], len(order))),
+    )
     columns: list[tuple[str, str]] = []
     rows: dict[tuple[str, str], dict[tuple[str, str], dict]] = {}
     for r in reports:
