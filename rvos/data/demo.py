@@ -24,6 +24,9 @@ from rvos.data import demo_shapes as shapes
 from rvos.data.demo_shapes import Actor, Look
 from rvos.io import atomic_dir
 
+# Written beside each demo dataset: the kind of every expression, for per-kind J&F.
+KINDS_FILE = "demo_expression_kinds.json"
+
 _ATTRS = ("size", "colour", "shape")
 _MAX_TRIES = 200
 _JPEG_QUALITY = 90
@@ -343,7 +346,7 @@ def write_ytvos(
         for split, videos in (("train", metas["train"]), ("valid", valid), ("test", metas["test"])):
             path = tmp / "meta_expressions" / split / "meta_expressions.json"
             _write_json(path, {"videos": videos})
-        _write_json(tmp / "demo_expression_kinds.json", kinds)
+        _write_json(tmp / KINDS_FILE, kinds)
     videos = [video for meta in metas.values() for video in meta.values()]
     return {
         "videos": len(videos),

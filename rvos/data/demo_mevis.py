@@ -21,12 +21,11 @@ from pycocotools import mask as mask_utils
 from tqdm import tqdm
 
 from rvos.data import demo_shapes as shapes
-from rvos.data.demo import sample_clip, save_jpeg
+from rvos.data.demo import KINDS_FILE, sample_clip, save_jpeg
 from rvos.data.demo_shapes import Actor, Look
 from rvos.io import atomic_dir, write_json
 
 SPLITS = ("train", "valid_u", "valid")
-KINDS_FILE = "demo_expression_kinds.json"  # {split: {vid: {exp_id: kind}}}; marks a demo tree
 _FIRST_STREAM = 10  # generator streams 10-12, apart from those of the other demo datasets
 _ATTRS = ("size", "colour", "shape")
 _MAX_TRIES = 50

@@ -23,6 +23,7 @@ from PIL import Image
 from torch import nn
 from tqdm import tqdm
 
+from rvos.data.demo import KINDS_FILE
 from rvos.data.index import Expression, VideoIndex
 from rvos.engine.distributed import all_gather_objects, is_main, shard
 from rvos.engine.infer import expression_probabilities
@@ -95,14 +96,11 @@ def summarize(table: pd.DataFrame, name: str) -> dict[str, float]:
     return {"J&F": (j + f) / 2, "J": j, "F": f}
 
 
-DEMO_KINDS_FILE = "demo_expression_kinds.json"
-
-
 def demo_kinds(index: VideoIndex) -> dict[tuple[str, str], str] | None:
     """(video, exp_id) → the kind of expression the demo generator wrote ("appearance",
     "motion", "motion_only", ...), or None outside demo data. Ref-YouTube-VOS's file maps
     videos of every split; MeViS's is keyed by split first."""
-    path = Path(index.root) / DEMO_KINDS_FILE
+    path = Path(index.root) / KINDS_FILE
     if not path.is_file():
         return None
     kinds = json.loads(path.read_text())

@@ -10,11 +10,17 @@ object-frames (averaged over DDP ranks), as in DETR-family training.
 from __future__ import annotations
 
 import torch
-import torch.distributed as dist
 from torch import Tensor, nn
 from torchvision.ops import box_convert, generalized_box_iou_loss
 
-from rvos.models.matcher import ClipMatcher, Targets, focal_pixel_loss, subsample_masks
+from rvos.engine.distributed import reduce_mean
+from rvos.models.matcher import (
+    ClipMatcher,
+    Targets,
+    dice_coefficient,
+    focal_pixel_loss,
+    subsample_masks,
+)
 
 LOSSES = ("loss_ce", "loss_bbox", "loss_giou", "loss_mask", "loss_dice")
 
@@ -76,11 +82,7 @@ class SetCriterion(nn.Module):
         frames = annotated.to(pred.dtype)[..., None, None]
         pixels = frames.sum((1, 2, 3)).clamp(min=1) * pred.shape[-1] * pred.shape[-2]
         loss_mask = ((focal_pixel_loss(pred, target) * frames).sum((1, 2, 3)) / pixels).sum()
-        prob = pred.sigmoid() * frames
-        target = target * frames
-        dice = 1 - (2 * (prob * target).sum((1, 2, 3)) + 1) / (
-            prob.sum((1, 2, 3)) + target.sum((1, 2, 3)) + 1
-        )
+        dice = 1 - dice_coefficient(pred.sigmoid() * frames, target * frames, (1, 2, 3))
         return {
             "loss_ce": loss_ce,
             "loss_bbox": loss_bbox,
@@ -92,8 +94,4 @@ class SetCriterion(nn.Module):
 
 def _num_boxes(present: Tensor) -> float:
     """Present object-frames in the global batch per rank, at least 1."""
-    count = present.sum().to(torch.float32).reshape(1)
-    if dist.is_available() and dist.is_initialized():
-        dist.all_reduce(count)
-        count = count / dist.get_world_size()
-    return max(count.item(), 1.0)
+    return max(reduce_mean(present.sum().to(torch.float32)).item(), 1.0)

@@ -84,21 +84,19 @@ class VisionLanguageBlock(nn.Module):
             size = (int(h / self.sr_ratio), int(w / self.sr_ratio))
             small_q = F.interpolate(q, size=size, mode="nearest")
             small_x = F.interpolate(x, size=size, mode="nearest")
-            tokens = _clip_tokens(small_q, frames)
+            tokens = clip_tokens(small_q, frames)
             attended = self.self_attn(
-                tokens, tokens, _clip_tokens(small_x, frames), need_weights=False
+                tokens, tokens, clip_tokens(small_x, frames), need_weights=False
             )[0]
-            attended = _clip_maps(attended, frames, *size)
+            attended = clip_maps(attended, frames, *size)
             attended = F.interpolate(attended, size=(h, w), mode="bilinear", align_corners=False)
         else:
-            tokens = _clip_tokens(q, frames)
-            attended = self.self_attn(tokens, tokens, _clip_tokens(x, frames), need_weights=False)[
-                0
-            ]
-            attended = _clip_maps(attended, frames, h, w)
-        tgt = self.norm1(_clip_tokens(x + self.dropout1(attended), frames))
+            tokens = clip_tokens(q, frames)
+            attended = self.self_attn(tokens, tokens, clip_tokens(x, frames), need_weights=False)[0]
+            attended = clip_maps(attended, frames, h, w)
+        tgt = self.norm1(clip_tokens(x + self.dropout1(attended), frames))
         cross = self.multihead_attn(
-            tgt + _clip_tokens(pos, frames),
+            tgt + clip_tokens(pos, frames),
             words + word_pos,
             words,
             key_padding_mask=padding,
@@ -107,10 +105,10 @@ class VisionLanguageBlock(nn.Module):
         tgt = self.norm2(tgt + self.dropout2(cross))
         ffn = self.linear2(self.dropout(F.relu(self.linear1(tgt))))
         tgt = self.norm3(tgt + self.dropout3(ffn))
-        return _clip_maps(tgt, frames, h, w)
+        return clip_maps(tgt, frames, h, w)
 
 
-def _clip_tokens(maps: Tensor, frames: int) -> Tensor:
+def clip_tokens(maps: Tensor, frames: int) -> Tensor:
     """(B·T, C, H, W) → (B, T·H·W, C): one token sequence per clip."""
     n, c, h, w = maps.shape
     return (
@@ -120,8 +118,8 @@ def _clip_tokens(maps: Tensor, frames: int) -> Tensor:
     )
 
 
-def _clip_maps(tokens: Tensor, frames: int, h: int, w: int) -> Tensor:
-    """(B, T·H·W, C) → (B·T, C, H, W), the inverse of `_clip_tokens`."""
+def clip_maps(tokens: Tensor, frames: int, h: int, w: int) -> Tensor:
+    """(B, T·H·W, C) → (B·T, C, H, W), the inverse of `clip_tokens`."""
     b, _, c = tokens.shape
     return tokens.view(b, frames, h * w, c).permute(0, 1, 3, 2).reshape(b * frames, c, h, w)
 

@@ -84,6 +84,13 @@ def focal_pixel_loss(logits: Tensor, targets: Tensor) -> Tensor:
     return alpha_t * ce * (1 - p_t) ** FOCAL_GAMMA
 
 
+def dice_coefficient(prob: Tensor, target: Tensor, dims: tuple[int, ...]) -> Tensor:
+    """(2·overlap + 1) / (sizes + 1) over `dims`: 1 for a perfect mask, and defined for empty
+    ones."""
+    overlap = (prob * target).sum(dims)
+    return (2 * overlap + 1) / (prob.sum(dims) + target.sum(dims) + 1)
+
+
 def _frame_mean(values: Tensor, frames: Tensor) -> Tensor:
     """Mean over the selected frames: values (N, T, Q), frames (N, T) bool → (N, Q)."""
     weights = frames.to(values.dtype)[..., None]
@@ -128,8 +135,6 @@ class ClipMatcher(nn.Module):
         frames = annotated.to(masks.dtype)[:, :, None, None, None]
         prob = masks.sigmoid() * frames
         target_masks = target_masks * frames
-        overlap = (prob * target_masks).sum((1, 3, 4))
-        total = prob.sum((1, 3, 4)) + target_masks.sum((1, 3, 4))
-        cost_dice = -(2 * overlap + 1) / (total + 1)
+        cost_dice = -dice_coefficient(prob, target_masks, (1, 3, 4))
         costs = (cost_class, cost_bbox, cost_giou, cost_mask, cost_dice)
         return sum(w * c for w, c in zip(self.weights, costs, strict=True))

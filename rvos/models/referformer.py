@@ -16,7 +16,7 @@ from torch import Tensor, nn
 
 from rvos.errors import ConfigError
 from rvos.models.criterion import SetCriterion
-from rvos.models.fpn import CrossModalFPN, VisionLanguageFusion
+from rvos.models.fpn import CrossModalFPN, VisionLanguageFusion, clip_maps, clip_tokens
 from rvos.models.heads import DynamicMaskHead, FeatureResizer
 from rvos.models.matcher import ClipMatcher
 from rvos.models.multiscale import multiscale_backbone
@@ -143,10 +143,8 @@ class ReferFormer(nn.Module):
         self, src: Tensor, words: Tensor, word_pos: Tensor, padding: Tensor, frames: int
     ) -> Tensor:
         """Early fusion of one level: every pixel of the clip gated by its attention to words."""
-        n, c, h, w = src.shape
-        tokens = src.view(n // frames, frames, c, h * w).permute(0, 1, 3, 2).flatten(1, 2)
-        fused = self.fusion_module(tokens, words, word_pos, padding)
-        return fused.view(n // frames, frames, h * w, c).permute(0, 1, 3, 2).reshape(n, c, h, w)
+        fused = self.fusion_module(clip_tokens(src, frames), words, word_pos, padding)
+        return clip_maps(fused, frames, *src.shape[-2:])
 
 
 def _per_sentence(maps: Tensor, clips: int, k: int, t: int) -> Tensor:
