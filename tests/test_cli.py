@@ -4,6 +4,7 @@ import json
 from pathlib import Path
 
 import pytest
+import torch
 import yaml
 
 from rvos.cli import build_architecture, main, read_model_config
@@ -22,8 +23,9 @@ def in_repo(monkeypatch):
 
 
 def info_json(capsys, *argv: str) -> dict:
+    """The model part of `rvos info --json`."""
     assert main(["info", *argv, "--json"]) == 0
-    return json.loads(capsys.readouterr().out)
+    return json.loads(capsys.readouterr().out)["model"]
 
 
 def paper_model(name: str) -> dict:
@@ -53,6 +55,26 @@ def test_the_table_shows_the_counts(capsys):
     total, trainable = OFFICIAL["resnet50"]["total"], OFFICIAL["resnet50"]["trainable"]
     assert f"{total:,}" in out and f"{trainable:,}" in out
     assert "resnet50" in out and "configs/roberta-base" in out
+
+
+def test_the_environment_names_versions_device_and_op_backend(capsys, monkeypatch):
+    import torchvision
+
+    from rvos.ops import function
+
+    monkeypatch.setattr(function, "_backend", None)
+    monkeypatch.setenv("RVOS_MSDA_BACKEND", "reference")
+    assert main(["info", "--json"]) == 0
+    env = json.loads(capsys.readouterr().out)["environment"]
+    assert env["torch"] == torch.__version__ and env["torchvision"] == torchvision.__version__
+    assert env["msda_backend"].startswith("reference")
+    expected = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu ("
+    assert env["device"].startswith(expected)
+    monkeypatch.setattr(function, "_backend", None)
+    monkeypatch.delenv("RVOS_MSDA_BACKEND")
+    assert main(["info"]) == 0
+    out = capsys.readouterr().out
+    assert "msda_backend  compiled (CPU" in out and "transformers" in out
 
 
 def test_a_params_variant_is_read_with_its_overrides(tmp_path, capsys):

@@ -113,9 +113,10 @@ def load_image(path: Path, mode: str | None = None) -> Image.Image:
 
 
 @contextmanager
-def open_video(path: Path) -> Iterator[cv2.VideoCapture]:
+def open_video(path: Path, streamed: bool = False) -> Iterator[cv2.VideoCapture]:
     """An OpenCV capture of `path`, refused before decoding when its container reports a frame
-    above MAX_IMAGE_PIXELS or a video above MAX_DECODED_BYTES."""
+    above MAX_IMAGE_PIXELS or, unless the caller decodes one frame at a time (`streamed`), a
+    video above MAX_DECODED_BYTES."""
     if not path.is_file():
         raise DataError(f"{path}: video file not found")
     capture = cv2.VideoCapture(str(path))
@@ -126,7 +127,10 @@ def open_video(path: Path) -> Iterator[cv2.VideoCapture]:
         height = int(capture.get(cv2.CAP_PROP_FRAME_HEIGHT))
         check_pixels(path, "video frame", width, height)
         frames = int(capture.get(cv2.CAP_PROP_FRAME_COUNT))  # 0 or less when unknown
-        check_decoded_bytes(path, f"{max(frames, 0)} frames", video_bytes(frames, height, width))
+        if not streamed:
+            check_decoded_bytes(
+                path, f"{max(frames, 0)} frames", video_bytes(frames, height, width)
+            )
         yield capture
     finally:
         capture.release()

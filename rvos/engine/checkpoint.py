@@ -11,9 +11,12 @@ from typing import Any
 
 import torch
 
+from rvos.config import ModelConfig, parse
 from rvos.engine.tracking import git_commit
 from rvos.errors import CheckpointError
 from rvos.io import atomic_open
+from rvos.models.build import build_model
+from rvos.models.convert import convert_referformer, read_official
 
 
 def save_checkpoint(path: str | Path, **payload: Any) -> None:
@@ -62,3 +65,34 @@ def load_model_state(model: torch.nn.Module, state: dict, source: str | Path) ->
             parts.append(f"shape mismatch at {k}: checkpoint {got}, model {want}")
         raise CheckpointError(f"{source}: weights do not fit the model: " + "; ".join(parts))
     model.load_state_dict(state)
+
+
+def load_trained_model(
+    path: str | Path, config: ModelConfig | None = None
+) -> tuple[torch.nn.Module, ModelConfig]:
+    """The model a checkpoint holds and its configuration.
+
+    An rvos checkpoint carries its model configuration. `config`, when given, is the one the
+    caller expects: the checkpoint must be of the same method and its weights must fit it. A
+    released ReferFormer checkpoint (the authors' key names) carries none, so it needs `config`.
+    """
+    path = Path(path)
+    try:
+        checkpoint = load_checkpoint(path)
+    except CheckpointError:
+        if config is None or config.method != "referformer" or not path.is_file():
+            raise
+        model, _ = build_model(config)
+        state = convert_referformer(read_official(path), model, config.backbone.name)
+        load_model_state(model, state, path)
+        return model, config
+    source = f"{path} (config)"
+    saved = parse(ModelConfig, checkpoint["config"]["model"], source=source, prefix="model")
+    if config is not None and config.method != saved.method:
+        raise CheckpointError(
+            f"{path}: holds a {saved.method} model, but the configuration asks for {config.method}"
+        )
+    config = config or saved
+    model, _ = build_model(config)
+    load_model_state(model, checkpoint["model"], path)
+    return model, config

@@ -14,6 +14,7 @@ from torch.utils.data import Dataset
 from rvos.config import Params, TrainConfig, to_dict
 from rvos.engine.checkpoint import load_checkpoint, load_model_state
 from rvos.engine.distributed import is_main, main_rank_run, process_group, rank
+from rvos.engine.tracking import CHECKPOINT_ARTIFACT
 from rvos.engine.train import check_amp, seed_everything, train
 from rvos.io import write_json
 from rvos.models.build import build_model
@@ -74,6 +75,7 @@ def fit(
                 {"final_loss": result.final_loss, "resumed_at_step": result.resumed_at}
             )
             tracker.log_artifact(curve, "curves")
+            tracker.log_artifact(out / "model.pt", Path(CHECKPOINT_ARTIFACT).parent.as_posix())
         if is_main():
             write_json(metrics, summary)
     return summary

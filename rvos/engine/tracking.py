@@ -14,6 +14,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from rvos.errors import RvosError
+
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 
 
@@ -69,6 +71,40 @@ class Tracker:
         self._mlflow.log_artifacts(str(path), artifact_path=folder)
 
 
+CHECKPOINT_ARTIFACT = "checkpoint/model.pt"  # where training runs log their final weights
+
+
+def tracking_uri() -> str:
+    """MLFLOW_TRACKING_URI, else the sqlite store `mlflow.db` in the working directory."""
+    return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{Path.cwd() / 'mlflow.db'}"
+
+
+def run_checkpoint(run_id: str, destination: Path) -> Path:
+    """The checkpoint that training run `run_id` logged, downloaded into `destination`."""
+    import mlflow
+    from mlflow.exceptions import MlflowException
+
+    uri = tracking_uri()
+    try:
+        run = mlflow.MlflowClient(uri).get_run(run_id)
+    except MlflowException:
+        raise RvosError(f"--run {run_id}: no such MLflow run in {uri}") from None
+    try:
+        path = mlflow.artifacts.download_artifacts(
+            run_id=run_id,
+            artifact_path=CHECKPOINT_ARTIFACT,
+            dst_path=str(destination),
+            tracking_uri=uri,
+        )
+    except (MlflowException, OSError):
+        stage = run.data.tags.get("stage", "unknown")
+        raise RvosError(
+            f"--run {run_id}: this {stage} run logged no {CHECKPOINT_ARTIFACT} (the pretrain and "
+            "finetune stages log one); pass --checkpoint instead"
+        ) from None
+    return Path(path)
+
+
 @contextlib.contextmanager
 def start_run(
     *, experiment: str, stage: str, dataset: str, method: str, params: dict
@@ -77,7 +113,7 @@ def start_run(
     import mlflow
 
     if not os.environ.get("MLFLOW_TRACKING_URI"):
-        mlflow.set_tracking_uri(f"sqlite:///{Path.cwd() / 'mlflow.db'}")
+        mlflow.set_tracking_uri(tracking_uri())
         if mlflow.get_experiment_by_name(experiment) is None:
             artifacts = (Path.cwd() / "mlruns").as_uri()
             mlflow.create_experiment(experiment, artifact_location=artifacts)

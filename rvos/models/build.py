@@ -2,8 +2,9 @@
 
 Every method's forward takes frames (B, T, 3, H, W) and a list of B·K sentences, K per clip
 (clip b's are texts[b*K:(b+1)*K]), and returns a dict of per-sentence outputs; its criterion
-returns unweighted losses with a `weight_dict`; its postprocess turns the outputs into
-per-frame foreground probabilities (B·K, T, H, W).
+returns unweighted losses with a `weight_dict`; its `candidates` turn the outputs into candidate
+objects (rvos.models.postprocess), from which `probabilities` picks the referred one: per-frame
+foreground probabilities (B·K, T, H, W) at the input size.
 """
 
 from __future__ import annotations
@@ -15,19 +16,27 @@ import torch
 from torch import nn
 
 from rvos.config import ModelConfig
-from rvos.models.referformer import build_referformer, referformer_probabilities
-from rvos.models.refvos import build_refvos, refvos_probabilities
+from rvos.models.postprocess import Candidates, clip_probabilities
+from rvos.models.referformer import build_referformer, referformer_candidates
+from rvos.models.refvos import build_refvos, refvos_candidates
 
 
 @dataclass(frozen=True)
 class Method:
     build: Callable[[ModelConfig, bool], tuple[nn.Module, nn.Module]]  # (cfg, load_weights)
-    probabilities: Callable[[dict], torch.Tensor]
+    candidates: Callable[[dict], Candidates]
+    mask_stride: int  # input size / candidate mask size
+
+    def probabilities(self, outputs: dict) -> torch.Tensor:
+        """(B·K, T, H, W): the query with the best clip score, as probabilities."""
+        candidates = self.candidates(outputs)
+        h, w = candidates.masks.shape[-2:]
+        return clip_probabilities(candidates, (h * self.mask_stride, w * self.mask_stride))
 
 
 METHODS: dict[str, Method] = {
-    "refvos": Method(build_refvos, refvos_probabilities),
-    "referformer": Method(build_referformer, referformer_probabilities),
+    "refvos": Method(build_refvos, refvos_candidates, mask_stride=1),
+    "referformer": Method(build_referformer, referformer_candidates, mask_stride=4),
 }
 
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import math
 
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from rvos.errors import ConfigError
@@ -21,6 +20,7 @@ from rvos.models.heads import DynamicMaskHead, FeatureResizer
 from rvos.models.matcher import ClipMatcher
 from rvos.models.multiscale import multiscale_backbone
 from rvos.models.position import sine_1d, sine_2d
+from rvos.models.postprocess import Candidates
 from rvos.models.refvos import sentences_per_clip
 from rvos.models.text import TextEncoder, build_text_encoder
 from rvos.models.transformer import MLP, DeformableTransformer
@@ -160,16 +160,10 @@ def _positions(maps: Tensor, channels: int) -> Tensor:
     return sine_2d(h, w, channels, maps.device).to(maps.dtype)[None].expand(n, -1, -1, -1)
 
 
-def referformer_probabilities(outputs: dict) -> Tensor:
-    """Per-frame foreground probability (B, T, H, W) at the input size: the query whose
-    class score, averaged over the clip, is highest is the referred object."""
-    scores = outputs["pred_logits"].sigmoid().mean(1).max(-1).values  # (B, Q)
-    best = scores.argmax(-1)  # (B,)
-    masks = outputs["pred_masks"]  # (B, T, Q, h, w)
-    index = best[:, None, None, None, None].expand(-1, masks.shape[1], 1, *masks.shape[-2:])
-    chosen = masks.gather(2, index).squeeze(2)
-    upsampled = F.interpolate(chosen, scale_factor=4, mode="bilinear", align_corners=False)
-    return upsampled.sigmoid()
+def referformer_candidates(outputs: dict) -> Candidates:
+    """Every query is a candidate object: its class probabilities and masks (at 1/4 of the
+    input size) in each frame."""
+    return Candidates(outputs["pred_logits"].sigmoid(), outputs["pred_masks"])
 
 
 def build_referformer(cfg, load_weights: bool = True) -> tuple[nn.Module, nn.Module]:

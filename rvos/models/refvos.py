@@ -16,6 +16,7 @@ from torchvision.models.segmentation.deeplabv3 import ASPP
 
 from rvos.models.backbones import deeplab_backbone
 from rvos.models.losses import MaskLoss
+from rvos.models.postprocess import Candidates
 from rvos.models.text import TextEncoder, build_text_encoder
 
 FOREGROUND_PRIOR = 0.05
@@ -66,9 +67,11 @@ def sentences_per_clip(clips: int, texts: list[str]) -> int:
     return len(texts) // clips
 
 
-def refvos_probabilities(outputs: dict) -> torch.Tensor:
-    """Per-frame foreground probability (B, T, H, W)."""
-    return outputs["pred_masks"].sigmoid()
+def refvos_candidates(outputs: dict) -> Candidates:
+    """One candidate per sentence: its mask, scored in each frame by its most confident pixel."""
+    masks = outputs["pred_masks"][:, :, None]  # (B·K, T, 1, H, W)
+    scores = masks.flatten(-2).max(-1).values.sigmoid()[..., None]  # (B·K, T, 1, 1)
+    return Candidates(scores, masks)
 
 
 def build_refvos(cfg, load_weights: bool = True) -> tuple[nn.Module, nn.Module]:

@@ -88,8 +88,18 @@ def ms_deform_attn(
     Shapes as in `ms_deform_attn_reference`: value (N, S, M, D), spatial_shapes (L, 2) int64,
     level_start_index (L,) int64, sampling_locations (N, Lq, M, L, P, 2) in [0, 1],
     attention_weights (N, Lq, M, L, P); returns (N, Lq, M * D). Locations and weights are cast
-    to value's dtype (under autocast they often arrive in float32 beside a float16 value).
+    to value's dtype (under autocast they often arrive in float32 beside a float16 value). The
+    CPU kernels compute half and bfloat16 inputs in float32 and return value's dtype.
     """
+    if not value.is_cuda and value.dtype in (torch.float16, torch.bfloat16):
+        output = ms_deform_attn(
+            value.float(),
+            spatial_shapes,
+            level_start_index,
+            sampling_locations.float(),
+            attention_weights.float(),
+        )
+        return output.to(value.dtype)
     sampling_locations = sampling_locations.to(value.dtype)
     attention_weights = attention_weights.to(value.dtype)
     if backend() == "reference":

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from rvos.config import ModelConfig, load_params, parse, to_dict
+from rvos.config import load_params, to_dict
 from rvos.data.index import VideoIndex, load_index
-from rvos.engine.checkpoint import load_checkpoint, load_model_state
+from rvos.engine.checkpoint import load_trained_model
 from rvos.engine.distributed import is_main, main_rank_run, process_group
 from rvos.engine.evaluate import (
     BASELINES,
@@ -52,12 +52,8 @@ def main() -> None:
     params = load_params(variant=args.variant)
     cfg = params.evaluate
 
-    checkpoint = load_checkpoint(args.checkpoint)
-    source = f"{args.checkpoint} (config)"
-    model_cfg = parse(ModelConfig, checkpoint["config"]["model"], source=source, prefix="model")
+    model, model_cfg = load_trained_model(args.checkpoint)
     method = get_method(model_cfg.method)
-    model, _ = method.build(model_cfg)
-    load_model_state(model, checkpoint["model"], args.checkpoint)
     defaults = [s for s in EVAL_SPLITS[args.dataset] if (args.data / f"{s}.json").is_file()]
     splits = args.splits or defaults
     indexes = {split: load_index(args.data / f"{split}.json") for split in splits}

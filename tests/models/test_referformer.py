@@ -1,29 +1,14 @@
 import pytest
 import torch
-from transformers import AutoTokenizer, BertConfig, BertModel
 
 from rvos.config import BackboneConfig, ModelConfig, ReferFormerConfig, TextEncoderConfig
 from rvos.models.build import build_model, get_method
-from rvos.models.referformer import ReferFormer, referformer_probabilities
-from rvos.models.text import shipped_minilm
+from rvos.models.referformer import ReferFormer
 
 TINY = ReferFormerConfig(hidden_dim=32, enc_layers=1, dec_layers=2, dim_feedforward=64,
                          mask_dim=16, num_queries=3)  # fmt: skip
 TEXTS = ["the red square", "a star", "the circle moving left", "the lowest object"]
 OUTPUTS = ("pred_logits", "pred_boxes", "pred_masks")
-
-
-@pytest.fixture(scope="module")
-def tiny_bert(tmp_path_factory):
-    """A tiny BERT directory (MiniLM's tokenizer, random weights), made offline."""
-    directory = tmp_path_factory.mktemp("tiny-bert")
-    tokenizer = AutoTokenizer.from_pretrained(shipped_minilm(), local_files_only=True)
-    tokenizer.save_pretrained(directory)
-    config = BertConfig(vocab_size=tokenizer.vocab_size, hidden_size=24, num_hidden_layers=1,
-                        num_attention_heads=2, intermediate_size=32)  # fmt: skip
-    torch.manual_seed(0)
-    BertModel(config).save_pretrained(directory)
-    return directory
 
 
 def build(backbone, text_dir):
@@ -146,7 +131,7 @@ def hand_outputs():
 
 def test_probabilities_take_the_query_with_the_best_clip_mean_score():
     outputs = hand_outputs()
-    probs = referformer_probabilities(outputs)
+    probs = get_method("referformer").probabilities(outputs)
     assert probs.shape == (2, 3, 16, 24)
     assert ((probs >= 0) & (probs <= 1)).all()
     left = probs[..., :12] > 0.5
@@ -156,7 +141,7 @@ def test_probabilities_take_the_query_with_the_best_clip_mean_score():
     torch.testing.assert_close(probs[:, :, :, [11, 13]], near.expand(2, 3, 16, 2))
     torch.testing.assert_close(probs[..., 0], torch.full((2, 3, 16), torch.tensor(5.0).sigmoid()))
     outputs["pred_logits"][0, :, 3] = 3.0  # now query 3 wins sentence 0: masks 1.5 everywhere
-    probs = referformer_probabilities(outputs)
+    probs = get_method("referformer").probabilities(outputs)
     torch.testing.assert_close(probs[0], torch.full((3, 16, 24), torch.tensor(1.5).sigmoid()))
 
 

@@ -151,6 +151,16 @@ def test_dispatch_casts_to_value_dtype():
     torch.testing.assert_close(output, expected, rtol=1e-10, atol=1e-10)
 
 
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_half_precision_on_cpu_is_computed_in_float32(use_backend, dtype):
+    value, shapes, starts, locations, weights = make_inputs([(3, 4), (2, 2)], dtype=torch.float32)
+    output = ms_deform_attn(value.to(dtype), shapes, starts, locations, weights)
+    assert output.dtype == dtype
+    rounded = value.to(dtype).float()  # what the op sees; the rest is float32 arithmetic
+    expected = ms_deform_attn_reference(rounded, shapes, starts, locations, weights)
+    torch.testing.assert_close(output, expected.to(dtype))
+
+
 def break_input(case: str, inputs):
     """`inputs` with one precondition of the compiled op broken."""
     value, shapes, starts, locations, weights = inputs
