@@ -12,6 +12,7 @@ for several sentences at once (see rvos.engine.predict for what it writes).
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import os
 import platform
@@ -98,12 +99,13 @@ def environment() -> dict:
 
 
 def _describe_backend(name: str) -> str:
-    """ "compiled" with the devices it has kernels for, or "reference" (PyTorch)."""
+    """The backend in words: compiled, with the devices it has kernels for, or the reference."""
     if name != "compiled":
         return "reference (PyTorch implementation; the compiled op is not built)"
-    has_kernel = torch._C._dispatch_has_kernel_for_dispatch_key
-    devices = [d for d in ("CPU", "CUDA") if has_kernel("rvos::ms_deform_attn_forward", d)]
-    return f"compiled ({' and '.join(devices)} kernels)"
+    from rvos.ops.function import EXTENSION
+
+    with_cuda = importlib.import_module(EXTENSION).with_cuda
+    return f"compiled ({'CPU and CUDA' if with_cuda else 'CPU'} kernels)"
 
 
 def format_environment(env: dict) -> str:
