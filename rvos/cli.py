@@ -28,7 +28,7 @@ from torch import nn
 
 from rvos.config import ModelConfig, load_params, parse, to_dict
 from rvos.errors import ConfigError, OutputExistsError, RvosError
-from rvos.models.build import build_model
+from rvos.models.build import backbone_name, build_model
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -157,11 +157,17 @@ def _count(parameters: Iterable[nn.Parameter]) -> dict:
 
 def model_info(cfg: ModelConfig, source: str) -> dict:
     """What `rvos info` reports: the configuration's identity and its parameter counts."""
+    backbone, text = to_dict(cfg.backbone), to_dict(cfg.text_encoder)
+    if cfg.method == "vlp_rvos":  # CLIP's two towers, from one checkpoint, stand for both
+        clip = cfg.vlp_rvos
+        backbone = {"name": backbone_name(cfg), "weights": clip.weights}
+        text = {"kind": "open_clip", "model": clip.clip_model, "weights": clip.weights,
+                "trainable": not clip.freeze_clip}  # fmt: skip
     return {
         "config": source,
         "method": cfg.method,
-        "backbone": to_dict(cfg.backbone),
-        "text_encoder": to_dict(cfg.text_encoder),
+        "backbone": backbone,
+        "text_encoder": text,
         "input_size": list(cfg.input_size),
         **parameter_counts(build_architecture(cfg)),
     }
@@ -217,7 +223,7 @@ def _add_predict(commands) -> None:
         type=Path,
         metavar="YAML",
         help="the model configuration the checkpoint must fit (needed for a released "
-        "ReferFormer checkpoint, which carries none)",
+        "ReferFormer or BIFIT checkpoint, which carries none)",
     )
     predict.add_argument("--variant", help="with --model params.yaml: its variants.<VARIANT>")
     predict.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))

@@ -244,11 +244,79 @@ class ReferFormerConfig:
 
 
 @dataclass(frozen=True)
+class BifitConfig:
+    """BIFIT's own settings on top of `model.referformer` (which sets the widths, heads and
+    dropout of its modules too); the defaults are the paper's."""
+
+    # Inter-frame interaction: encoder layers over a clip's T·Q queries after every decoder
+    # layer, the same weights for every decoder layer (--query_enc_layers); 0 leaves it out.
+    interframe_layers: int = 1
+
+
+@dataclass(frozen=True)
+class DmformerConfig:
+    """DMFormer's own settings on top of `model.referformer` (which sets the widths, heads,
+    points and dropout of its modules too, but whose `enc_layers` DMFormer does not read: its
+    two interaction branches are its encoder); the defaults are the official code's."""
+
+    # Basic interaction modules per branch (num_interactions): each gates the pixels by the
+    # words, runs deformable attention over the levels and self-attention over the words.
+    interactions: int = 2
+    # Feed-forward width of the word self-attention layers (the subject perceptron's and the
+    # branches'): BERT-base's 3072, which the official code keeps at the model's width.
+    language_ffn: int = 3072
+
+
+@dataclass(frozen=True)
+class VlpRvosConfig:
+    """VLP-RVOS's own settings: CLIP's two towers, the temporal-aware prompts, the vision-language
+    relation modules and the spatial-temporal reasoning. `model.referformer` configures its head
+    (deformable transformer, mask head, criterion); `model.backbone` and `model.text_encoder` are
+    not read. Defaults: the paper's CLIP ViT-B/16 model where it gives them (docs/methods)."""
+
+    # open_clip architecture of both towers; "-quickgelu" ones fit OpenAI's CLIP weights.
+    clip_model: str = "ViT-B-16-quickgelu"
+    # An open_clip checkpoint file holding both towers; null = random initialisation.
+    weights: str | None = None
+    freeze_clip: bool = True  # both towers frozen, as in the paper: prompts and new modules train
+    # Architecture overrides of clip_model (null keeps its value), e.g. a CPU-sized CLIP.
+    vision_width: int | None = None
+    vision_layers: int | None = None
+    vision_head_width: int | None = None
+    patch_size: int | None = None
+    text_width: int | None = None
+    text_layers: int | None = None
+    text_heads: int | None = None
+    embed_dim: int | None = None  # the joint embedding width
+    # Temporal-aware prompt tuning: learnable tokens, encoded together, then inserted into
+    # the text tower (after the start token) and into every frame's vision tokens.
+    language_prompts: int = 37
+    vision_prompts: int = 10
+    temporal_prompts: int = 4
+    prompt_dim: int = 384  # width of the transformer encoder the prompts pass through
+    prompt_layers: int = 1
+    # After every vision layer the temporal prompts of all frames attend to each other with
+    # that layer's own attention weights (parameter-reusing temporal capture).
+    temporal_capture: bool = True
+    # Vision-language relation modelling inside the encoder: every vision layer's tokens also
+    # cross-attend to the words, in this inner width (64 per head); null: no cross-attention.
+    cross_attention_dim: int | None = 512
+    # Spatial-temporal reasoning: encoder layers of cube-frame attention, and a decoder in
+    # which the output of vision layer `shallow_layer` (0-based) attends to the words.
+    reasoning_layers: int = 2
+    cube_size: int = 4  # a cube: this many × this many positions in every frame of the clip
+    shallow_layer: int = 3
+
+
+@dataclass(frozen=True)
 class ModelConfig:
-    method: Literal["refvos", "referformer"] = "refvos"
+    method: Literal["refvos", "referformer", "bifit", "dmformer", "vlp_rvos"] = "refvos"
     backbone: BackboneConfig = field(default_factory=BackboneConfig)
     text_encoder: TextEncoderConfig = field(default_factory=TextEncoderConfig)
     referformer: ReferFormerConfig = field(default_factory=ReferFormerConfig)
+    bifit: BifitConfig = field(default_factory=BifitConfig)
+    dmformer: DmformerConfig = field(default_factory=DmformerConfig)
+    vlp_rvos: VlpRvosConfig = field(default_factory=VlpRvosConfig)
     fusion_dim: int = 256
     # ASPP dilation rates; DeepLabv3 uses (12, 24, 36) at output stride 8 on 513-pixel crops
     # and smaller rates suit smaller feature maps.

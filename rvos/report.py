@@ -19,7 +19,15 @@ BASELINE_NAMES = {
     "all_background": "All background (trivial)",
     "all_objects": "Every object in the frame (trivial)",
 }
-METHOD_NAMES = {"refvos": "RefVOS", "referformer": "ReferFormer"}
+METHOD_NAMES = {
+    "refvos": "RefVOS",
+    "referformer": "ReferFormer",
+    "bifit": "BIFIT",
+    "dmformer": "DMFormer",
+    "vlp_rvos": "VLP-RVOS",
+}
+FRAME_BY_FRAME = "RefVOS"  # the ablation's reference: a model that never sees two frames
+MOTION_ONLY = "motion_only"
 
 Column = tuple[str, str]  # (dataset, split) as the reports name them
 Row = tuple[str, str]  # (method or baseline display name, backbone)
@@ -101,7 +109,35 @@ def results_table(reports: list[dict]) -> str:
             s = scores.get(column)
             cells += [f"{100 * s[k]:.1f}" for k in ("J&F", "J", "F")] if s else ["—"] * 3
         lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines + _kinds_table(results.kinds)) + "\n"
+    tables = _motion_only_table(results.kinds) + _kinds_table(results.kinds)
+    return "\n".join(lines + tables) + "\n"
+
+
+def _motion_only_table(kinds: list[KindScore]) -> list[str]:
+    """The ablation on the expressions only motion resolves ("the one moving left" among
+    look-alikes): each method's J&F, J, F and its gain over the frame-by-frame RefVOS."""
+    entries = [k for k in kinds if k.kind == MOTION_ONLY]
+    if not entries:
+        return []
+    reference = {k.column: k.entry["model"]["J&F"] for k in entries if k.row[0] == FRAME_BY_FRAME}
+    lines = []
+    for (method, backbone), column, _, entry in entries:
+        scores = entry["model"]
+        cells = [method, backbone, column_title(column), entry["expressions"]]
+        cells += [f"{100 * scores[k]:.1f}" for k in ("J&F", "J", "F")]
+        gain = 100 * (scores["J&F"] - reference[column]) if column in reference else None
+        cells.append("—" if gain is None or method == FRAME_BY_FRAME else f"{gain:+.1f}")
+        cells.append(f"{100 * entry['all_objects']['J&F']:.1f}")
+        lines.append("| " + " | ".join(map(str, cells)) + " |")
+    header = (
+        "| Method | Backbone | Benchmark | Count | J&F | J | F | J&F gain over RefVOS "
+        "| Every object J&F |"
+    )
+    intro = (
+        "Expressions that only motion resolves: the referred objects look like others in the "
+        "video. RefVOS segments frame by frame, so its score is what appearance alone gives."
+    )
+    return ["", "## Motion-only expressions", "", intro, "", header, "|" + "---|" * 9, *lines]
 
 
 def _kinds_table(kinds: list[KindScore]) -> list[str]:

@@ -12,6 +12,10 @@ from pathlib import Path
 import pytest
 import yaml
 
+from rvos.config import load_params
+from rvos.models.build import backbone_name
+from rvos.report import METHOD_NAMES
+
 REPO = Path(__file__).resolve().parents[1]
 
 TINY = {
@@ -29,13 +33,11 @@ TINY = {
     "pretrain": {"epochs": 1, "batch_size": 2, "samples_per_epoch": 4, "log_every": 1},
     "finetune": {"epochs": 1, "batch_size": 2, "samples_per_epoch": 4, "log_every": 1},
     "evaluate": {"overlays": 1},
-    "variants": {
-        "referformer": {
-            "model": {"input_size": [64, 96]},
-            "pretrain": {"batch_size": 2, "samples_per_epoch": 4},
-            "finetune": {"batch_size": 2, "samples_per_epoch": 4, "num_frames": 2},
-        }
-    },
+}
+TINY_VARIANT = {  # applied to every variant of params.yaml
+    "model": {"input_size": [64, 96]},
+    "pretrain": {"batch_size": 2, "samples_per_epoch": 4},
+    "finetune": {"batch_size": 2, "samples_per_epoch": 4, "num_frames": 2},
 }
 SIZE = {"height": 48, "width": 80}
 
@@ -68,6 +70,8 @@ def workspace(tmp_path_factory) -> Path:
         shutil.copy2(REPO / name, work / name)
     params = yaml.safe_load((work / "params.yaml").read_text())
     merge(params, TINY)
+    for variant in params["variants"].values():
+        merge(variant, TINY_VARIANT)
     merge(params["demo"]["ytvos"], SIZE)
     for name in ("refcoco", "davis", "mevis", "a2d", "jhmdb"):
         merge(params["demo"][name], SIZE)
@@ -115,10 +119,19 @@ def test_metrics_and_results_table(repro):
     backbone = yaml.safe_load((repro / "params.yaml").read_text())["model"]["backbone"]["name"]
     for row in (f"| RefVOS | {backbone} |", "All background", "Every object", "held-out train"):
         assert row in table
-    assert "| ReferFormer | resnet18 |" in table
+
+    params = repro / "params.yaml"
+    variants = yaml.safe_load(params.read_text())["variants"]
+    for name, variant in variants.items():
+        for benchmark in ("ytvos", "davis", "mevis"):
+            report = json.loads((repro / f"metrics/evaluate/{name}_{benchmark}.json").read_text())
+            assert report["method"] == variant["model"]["method"]
+            assert report["backbone"] == backbone_name(load_params(params, variant=name).model)
+            row = f"| {METHOD_NAMES[report['method']]} | {report['backbone']} |"
+            assert row in table
 
 
-def test_referformer_variant_scored_by_kind_of_expression(repro):
+def test_variants_scored_by_kind_of_expression(repro):
     report = json.loads((repro / "metrics/evaluate/referformer_mevis.json").read_text())
     assert report["method"] == "referformer"
     by_kind = report["splits"]["valid_u"]["by_kind"]
@@ -127,7 +140,9 @@ def test_referformer_variant_scored_by_kind_of_expression(repro):
         and sum(k["expressions"] for k in by_kind.values())
         == (report["splits"]["valid_u"]["expressions"])
     )
-    assert "## Demo expressions by kind" in (repro / "metrics/results.md").read_text()
+    table = (repro / "metrics/results.md").read_text()
+    assert "## Demo expressions by kind" in table
+    assert ("## Motion-only expressions" in table) == ("motion_only" in by_kind)
 
 
 def test_refdavis_scored_with_the_four_variants(repro):
@@ -201,9 +216,15 @@ def test_one_mlflow_run_per_stage(repro):
     stages = sorted(stage for stage, _ in rows)
     prepared = len(yaml.safe_load((repro / "params.yaml").read_text())["data"])
     pipeline = yaml.safe_load((repro / "dvc.yaml").read_text())["stages"]
-    scored = len(pipeline["evaluate"]["foreach"]) + len(pipeline["evaluate_referformer"]["foreach"])
+    variants = pipeline["evaluate_variant"]["matrix"]
+    assert variants["variant"] == pipeline["pretrain_variant"]["matrix"]["variant"]
+    assert set(variants["variant"]) == set(
+        yaml.safe_load((repro / "params.yaml").read_text())["variants"]
+    )
+    scored = len(pipeline["evaluate"]["foreach"])
+    scored += len(variants["variant"]) * len(variants["benchmark"])
     expected = ["demo_data", *["prepare"] * prepared, "report"]
-    expected += ["pretrain", "finetune"] * 2 + ["evaluate"] * scored
+    expected += ["pretrain", "finetune"] * (1 + len(variants["variant"])) + ["evaluate"] * scored
     assert stages == sorted(expected)
     assert all(status == "FINISHED" for _, status in rows)
     assert {"loss", "lr", "valid_J_F", "valid_J", "holdout_J_F"} <= metric_keys

@@ -142,3 +142,20 @@ def test_chart_png_decodes(tmp_path, with_kinds):
         assert a.format == b.format == "PNG"
         assert a.width >= 800 and 400 <= a.height < b.height <= 1000
     assert not [p for p in tmp_path.rglob("*.tmp")]  # written atomically, nothing left behind
+
+
+def test_motion_only_table_compares_each_method_with_frame_by_frame(with_kinds):
+    with_kinds.append(report("mevis", "bifit", {"valid_u": split(0.3, {"motion_only": 0.33})}))
+    lines = results_table(with_kinds).splitlines()
+    start = lines.index("## Motion-only expressions")
+    end = lines.index("## Demo expressions by kind")
+    body = [line.strip("| ").split(" | ") for line in lines[start:end] if line.startswith("| ")]
+    assert body[0][:2] == ["Method", "Backbone"]
+    rows = {cells[0]: cells for cells in body[1:]}
+    assert list(rows) == ["RefVOS", "BIFIT"]
+    assert rows["RefVOS"][4:8] == ["21.0", "16.0", "26.0", "—"]
+    assert rows["BIFIT"][4:9] == ["33.0", "28.0", "38.0", "+12.0", "40.0"]
+
+
+def test_no_motion_only_table_without_those_expressions(reports):
+    assert "## Motion-only expressions" not in results_table(reports)

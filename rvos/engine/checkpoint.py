@@ -15,8 +15,7 @@ from rvos.config import ModelConfig, parse
 from rvos.engine.tracking import git_commit
 from rvos.errors import CheckpointError
 from rvos.io import atomic_open
-from rvos.models.build import build_model
-from rvos.models.convert import convert_referformer, read_official
+from rvos.models.build import build_model, get_method
 
 
 def save_checkpoint(path: str | Path, **payload: Any) -> None:
@@ -74,17 +73,18 @@ def load_trained_model(
 
     An rvos checkpoint carries its model configuration. `config`, when given, is the one the
     caller expects: the checkpoint must be of the same method and its weights must fit it. A
-    released ReferFormer checkpoint (the authors' key names) carries none, so it needs `config`.
+    released checkpoint (the authors' key names, for methods with a `convert_official`) carries
+    none, so it needs `config`.
     """
     path = Path(path)
     try:
         checkpoint = load_checkpoint(path)
     except CheckpointError:
-        if config is None or config.method != "referformer" or not path.is_file():
+        convert = config and get_method(config.method).convert_official
+        if convert is None or not path.is_file():
             raise
         model, _ = build_model(config)
-        state = convert_referformer(read_official(path), model, config.backbone.name)
-        load_model_state(model, state, path)
+        load_model_state(model, convert(path, model, config), path)
         return model, config
     source = f"{path} (config)"
     saved = parse(ModelConfig, checkpoint["config"]["model"], source=source, prefix="model")

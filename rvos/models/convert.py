@@ -1,4 +1,4 @@
-"""Released ReferFormer checkpoints → rvos ReferFormer state dicts.
+"""Released ReferFormer checkpoints → rvos ReferFormer state dicts (and BIFIT's, a fork).
 
 rvos keeps ReferFormer's module names except where it uses a library's module instead of a
 copy: torchvision's backbones (so their own names), the text model inside a `TextEncoder`
@@ -20,6 +20,13 @@ from torch import Tensor, nn
 from rvos.errors import CheckpointError
 
 OFFICIAL_MARKER = "backbone.0.body."
+# BIFIT renames ReferFormer's decoder layers and adds inter-frame layers inside the decoder,
+# which rvos keeps beside it (as `interframe`). Its first code version refined the text with a
+# pre-norm attention + MLP block instead of ReferFormer's fusion module; the released code
+# cannot build that model and neither can rvos.
+BIFIT_DECODER = "transformer.decoder.decoder_layers."
+BIFIT_INTERFRAME = "transformer.decoder.query_encoder_layers."
+BIFIT_EARLY_TEXT_FUSION = ("text_fusion_module.ln_1.", "text_fusion_module.mlp.")
 # Entries a model recomputes or a profiler left behind (thop's counters), never weights.
 DERIVED_KEYS = ("relative_position_index", "embeddings.position_ids", "total_params", "total_ops")
 
@@ -89,6 +96,11 @@ def convert_referformer(
     The result loads strictly: buffers the model derives itself (Swin's relative-position
     indices) come from `model`.
     """
+    if any(key.startswith(BIFIT_DECODER) for key in official):
+        raise CheckpointError(
+            f"a BIFIT checkpoint ({BIFIT_DECODER}* keys), not a ReferFormer one: load it with "
+            "model.method: bifit"
+        )
     rename_backbone = _backbone_renamer(backbone)
     converted: dict[str, Tensor] = {}
     for key, value in official.items():
@@ -115,3 +127,48 @@ def _rename(key: str, rename_backbone: Callable[[str], str]) -> str:
     if key.startswith("controller."):
         return "mask_head." + key
     return key
+
+
+def load_official(path: str | Path, model: nn.Module, cfg) -> dict[str, Tensor]:
+    """An official ReferFormer checkpoint file as a state dict of `model` (built from `cfg`)."""
+    state = read_official(path)
+    try:
+        return convert_referformer(state, model, cfg.backbone.name)
+    except CheckpointError as err:
+        raise CheckpointError(f"{path}: {err}") from None
+
+
+def convert_bifit(
+    official: dict[str, Tensor], model: nn.Module, backbone: str
+) -> dict[str, Tensor]:
+    """Rename an official BIFIT state dict for `model` (an rvos Bifit with `backbone`):
+    ReferFormer's renames, the decoder layers back to ReferFormer's names and the inter-frame
+    layers to `interframe.layers`. Its text-fusion and pooling modules keep their names."""
+    if not any(key.startswith(BIFIT_DECODER) for key in official):
+        raise CheckpointError(
+            f"not a BIFIT checkpoint (no {BIFIT_DECODER}* keys; a ReferFormer checkpoint loads "
+            "with model.method: referformer)"
+        )
+    if any(key.startswith(BIFIT_EARLY_TEXT_FUSION) for key in official):
+        raise CheckpointError(
+            "a checkpoint of BIFIT's first code version (text_fusion_module has ln_1/mlp "
+            "weights): the released BIFIT, which rvos implements, uses ReferFormer's fusion "
+            "module there"
+        )
+    renamed = {}
+    for key, value in official.items():
+        if key.startswith(BIFIT_DECODER):
+            key = "transformer.decoder.layers." + key.removeprefix(BIFIT_DECODER)
+        elif key.startswith(BIFIT_INTERFRAME):
+            key = "interframe.layers." + key.removeprefix(BIFIT_INTERFRAME)
+        renamed[key] = value
+    return convert_referformer(renamed, model, backbone)
+
+
+def load_official_bifit(path: str | Path, model: nn.Module, cfg) -> dict[str, Tensor]:
+    """An official BIFIT checkpoint file as a state dict of `model` (built from `cfg`)."""
+    state = read_official(path)
+    try:
+        return convert_bifit(state, model, cfg.backbone.name)
+    except CheckpointError as err:
+        raise CheckpointError(f"{path}: {err}") from None

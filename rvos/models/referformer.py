@@ -10,6 +10,7 @@ query's masks over time form its track.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 from torch import Tensor, nn
 
@@ -22,7 +23,7 @@ from rvos.models.multiscale import multiscale_backbone
 from rvos.models.position import sine_1d, sine_2d
 from rvos.models.postprocess import Candidates
 from rvos.models.refvos import sentences_per_clip
-from rvos.models.text import TextEncoder, build_text_encoder
+from rvos.models.text import TextEncoder, TextFeatures, build_text_encoder
 from rvos.models.transformer import MLP, DeformableTransformer
 
 CLASS_PRIOR = 0.01  # initial probability that a query is the referred object
@@ -93,51 +94,111 @@ class ReferFormer(nn.Module):
         """frames (B, T, 3, H, W), K sentences per clip → per sentence and frame:
         pred_logits (B·K, T, Q, classes), pred_boxes (B·K, T, Q, 4) as (cx, cy, w, h) in [0, 1],
         pred_masks (B·K, T, Q, H/4, W/4) logits; aux_outputs holds the earlier decoder layers'."""
-        b, t, _, h, w = frames.shape
-        k = sentences_per_clip(b, texts)
-        inputs = frames if getattr(self.backbone, "video", False) else frames.flatten(0, 1)
-        maps = [_per_sentence(m, b, k, t) for m in self.backbone(inputs)]  # (B·K·T, C, h, w)
-        text = self.text_encoder(texts)
+        t, h, w = frames.shape[1], *frames.shape[-2:]
+        maps, text = self._encode(frames, texts)
         words, padding = self.resizer(text.words), text.padding
         word_pos = sine_1d(padding, words.shape[-1])
-        sentence = getattr(self, "sentence_resizer", self.resizer)(text.sentence)
-        srcs, poses = [], []
+        projected, srcs, poses = [], [], []
         for level, proj in enumerate(self.input_proj):
             source = maps[level + 1] if level < 3 else (maps[-1] if level == 3 else srcs[-1])
             src = proj(source)
+            projected.append(src)
             srcs.append(self._fuse(src, words, word_pos, padding, t))
             poses.append(_positions(src, src.shape[1]))
+        sentence = self._sentence(text, words, projected, poses, t)
         tgt = sentence.repeat_interleave(t, 0)[:, None].expand(-1, self.num_queries, -1)
         hs, reference, boxes, memory = self.transformer(
-            srcs, poses, tgt.contiguous(), self.query_embed.weight, self.bbox_embed
+            srcs,
+            poses,
+            tgt.contiguous(),
+            self.query_embed.weight,
+            self.bbox_embed,
+            self._interaction(t),
         )
+        return self._predict(
+            hs,
+            reference,
+            boxes,
+            maps[0],
+            memory,
+            poses,
+            (words, word_pos, padding),
+            (h, w),
+        )
+
+    def _predict(
+        self,
+        hs: Tensor,
+        reference: Tensor,
+        boxes: Tensor,
+        stride4: Tensor,
+        memory: list[Tensor],
+        poses: list[Tensor],
+        text: tuple[Tensor, Tensor, Tensor],
+        size: tuple[int, int],
+    ) -> dict:
+        """The output dict from the decoder's hs (layers, B·K·T, Q, C), initial reference
+        points and boxes: the cross-modal pyramid over the backbone's `stride4` map (B·K·T, C,
+        H/4, W/4) and the encoder's `memory` maps (with their `poses`), attending to the `text`
+        (words, word_pos, padding), gives the mask features, from which each layer's queries
+        make their masks; `size` is the input's (H, W)."""
+        words, word_pos, padding = text
+        n, t = words.shape[0], stride4.shape[0] // words.shape[0]
         features = self.pixel_decoder(
-            [maps[0], *memory],
-            [_positions(maps[0], words.shape[-1]), *poses[:3]],
+            [stride4, *memory],
+            [_positions(stride4, words.shape[-1]), *poses[:3]],
             words,
             word_pos,
             padding,
             t,
         )
-        features = features.unflatten(0, (b * k, t))
+        features = features.unflatten(0, (n, t))
         layers = []
         for lvl in range(len(hs)):
-            queries = hs[lvl].unflatten(0, (b * k, t))
-            layer_boxes = boxes[lvl].unflatten(0, (b * k, t))
+            queries = hs[lvl].unflatten(0, (n, t))
+            layer_boxes = boxes[lvl].unflatten(0, (n, t))
             layers.append(
                 {
                     "pred_logits": self.class_embed[lvl](queries),
                     "pred_boxes": layer_boxes,
                     "pred_masks": self.mask_head(
-                        queries, features, layer_boxes[..., :2].detach(), (h, w)
+                        queries, features, layer_boxes[..., :2].detach(), size
                     ),
                 }
             )
         out = dict(layers[-1])
         if self.aux_loss:
             out["aux_outputs"] = layers[:-1]
-        out["init_reference"] = reference.unflatten(0, (b * k, t))
+        out["init_reference"] = reference.unflatten(0, (n, t))
         return out
+
+    def _encode(self, frames: Tensor, texts: list[str]) -> tuple[list[Tensor], TextFeatures]:
+        """Backbone maps [C2, C3, C4, C5] per sentence and frame, (B·K·T, C, h, w), and the
+        sentences' features. Here each clip is seen once, apart from its sentences; methods
+        whose backbone reads the sentence compute both together."""
+        b, t = frames.shape[:2]
+        k = sentences_per_clip(b, texts)
+        inputs = frames if getattr(self.backbone, "video", False) else frames.flatten(0, 1)
+        maps = [_per_sentence(m, b, k, t) for m in self.backbone(inputs)]
+        return maps, self.text_encoder(texts)
+
+    def _sentence(
+        self,
+        text: TextFeatures,
+        words: Tensor,
+        levels: list[Tensor],
+        poses: list[Tensor],
+        frames: int,
+    ) -> Tensor:
+        """(B·K, C): the sentence feature that becomes every frame's queries. Here the text
+        encoder's; `levels` (the projected maps before the early fusion, with their `poses`) are
+        for methods whose sentence also reads the clip."""
+        return getattr(self, "sentence_resizer", self.resizer)(text.sentence)
+
+    def _interaction(self, frames: int) -> Callable[[Tensor], Tensor] | None:
+        """The decoder's per-layer query interaction (`Decoder.forward`'s `interact`): none
+        here, each frame's queries are decoded apart."""
+        return None
 
     def _fuse(
         self, src: Tensor, words: Tensor, word_pos: Tensor, padding: Tensor, frames: int
@@ -166,20 +227,34 @@ def referformer_candidates(outputs: dict) -> Candidates:
     return Candidates(outputs["pred_logits"].sigmoid(), outputs["pred_masks"])
 
 
-def build_referformer(cfg, load_weights: bool = True) -> tuple[nn.Module, nn.Module]:
-    """Model and criterion from a ModelConfig (`model.referformer` holds the method's part)."""
+def build_referformer(
+    cfg,
+    load_weights: bool = True,
+    model_class: type[ReferFormer] = ReferFormer,
+    *,
+    backbone: nn.Module | None = None,
+    text_encoder: nn.Module | None = None,
+    **extra,
+) -> tuple[nn.Module, nn.Module]:
+    """Model and criterion from a ModelConfig (`model.referformer` holds the method's part).
+    Methods built on ReferFormer pass their subclass and its own constructor arguments, and
+    their own backbone (with `channels` of its four maps) or text encoder, if they have one,
+    in place of `model.backbone` and `model.text_encoder`'s."""
     rf = cfg.referformer
     if any(side % 32 for side in cfg.input_size):
         raise ConfigError(
             f"params.yaml: model.input_size = {list(cfg.input_size)}: ReferFormer needs both "
             "sides divisible by 32 (its coarsest feature stride), e.g. [96, 160] or [352, 640]"
         )
-    backbone = multiscale_backbone(
-        cfg.backbone.name,
-        cfg.backbone.weights if load_weights else None,
-        frozen_stages=cfg.backbone.frozen_stages,
-        checkpointing=cfg.backbone.checkpointing,
-    )
+    if backbone is None:
+        backbone = multiscale_backbone(
+            cfg.backbone.name,
+            cfg.backbone.weights if load_weights else None,
+            frozen_stages=cfg.backbone.frozen_stages,
+            checkpointing=cfg.backbone.checkpointing,
+        )
+    if text_encoder is None:
+        text_encoder = build_text_encoder(cfg.text_encoder, load_weights)
     transformer = DeformableTransformer(
         d_model=rf.hidden_dim,
         nhead=rf.nheads,
@@ -191,9 +266,9 @@ def build_referformer(cfg, load_weights: bool = True) -> tuple[nn.Module, nn.Mod
         enc_n_points=rf.enc_n_points,
         dec_n_points=rf.dec_n_points,
     )
-    model = ReferFormer(
+    model = model_class(
         backbone,
-        build_text_encoder(cfg.text_encoder, load_weights),
+        text_encoder,
         transformer,
         num_queries=rf.num_queries,
         num_feature_levels=rf.num_feature_levels,
@@ -203,6 +278,7 @@ def build_referformer(cfg, load_weights: bool = True) -> tuple[nn.Module, nn.Mod
         dynamic_mask_channels=rf.dynamic_mask_channels,
         rel_coord=rf.rel_coord,
         aux_loss=rf.aux_loss,
+        **extra,
     )
     matcher = ClipMatcher(
         cost_class=rf.set_cost_class,

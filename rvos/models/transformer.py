@@ -9,6 +9,7 @@ Module and parameter names follow Deformable-DETR's, so released checkpoints map
 from __future__ import annotations
 
 import copy
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
@@ -123,10 +124,13 @@ class Decoder(nn.Module):
         starts: Tensor,
         query_pos: Tensor,
         bbox_embed: nn.ModuleList,
+        interact: Callable[[Tensor], Tensor] | None = None,
     ) -> tuple[Tensor, Tensor]:
         """→ hs (layers, N, Q, C) and boxes (layers, N, Q, 4): each layer's refined boxes
         (cx, cy, w, h) in [0, 1]. A layer refines the previous layer's box, detached, as
-        iterative box refinement does; the first refines the 2-d reference point."""
+        iterative box refinement does; the first refines the 2-d reference point.
+        `interact`, when given, maps every layer's (N, Q, C) output before its box and output
+        are taken: there the queries of different frames can exchange information."""
         hs, boxes = [], []
         for layer, box_head in zip(self.layers, bbox_embed, strict=True):
             levels = len(shapes)
@@ -138,6 +142,8 @@ class Decoder(nn.Module):
                 shapes,
                 starts,
             )
+            if interact is not None:
+                tgt = interact(tgt)
             delta = box_head(tgt)
             if reference.shape[-1] == 4:
                 box = (delta + inverse_sigmoid(reference)).sigmoid()
@@ -213,28 +219,47 @@ class DeformableTransformer(nn.Module):
         tgt: Tensor,
         query_embed: Tensor,
         bbox_embed: nn.ModuleList,
+        interact: Callable[[Tensor], Tensor] | None = None,
     ) -> tuple[Tensor, Tensor, Tensor, list[Tensor]]:
         """srcs, poses: per level (N, C, H_l, W_l); tgt (N, Q, C) the decoder's input queries,
-        query_embed (Q, C) their learned positions.
+        query_embed (Q, C) their learned positions; `interact` as in `Decoder.forward`.
 
         Returns hs (layers, N, Q, C), the initial reference points (N, Q, 2), the boxes after
         every layer (layers, N, Q, 4), and the encoder output of every level but the last
         as (N, C, H_l, W_l) maps, for the mask decoder.
         """
-        shapes = torch.as_tensor([s.shape[-2:] for s in srcs], dtype=torch.long, device=tgt.device)
+        src, pos, shapes, starts = self.flatten(srcs, poses)
+        memory = self.encoder(src, pos, shapes, starts)
+        query_pos = query_embed[None].expand(tgt.shape[0], -1, -1)
+        reference = self.reference_points(query_pos).sigmoid()
+        hs, boxes = self.decoder(
+            tgt, reference, memory, shapes, starts, query_pos, bbox_embed, interact
+        )
+        return hs, reference, boxes, level_maps(memory, shapes)[:-1]
+
+    def flatten(
+        self, srcs: list[Tensor], poses: list[Tensor]
+    ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        """Per-level (N, C, H_l, W_l) maps and positions → one token sequence per frame: src
+        and pos (N, S, C), the level's embedding added to pos; the levels' shapes (L, 2) and
+        the index where each starts in the sequence (L,)."""
+        shapes = torch.as_tensor(
+            [s.shape[-2:] for s in srcs], dtype=torch.long, device=srcs[0].device
+        )
         starts = torch.cat((shapes.new_zeros(1), shapes.prod(1).cumsum(0)[:-1]))
         src = torch.cat([s.flatten(2).transpose(1, 2) for s in srcs], 1)
         pos = torch.cat(
             [p.flatten(2).transpose(1, 2) + self.level_embed[i] for i, p in enumerate(poses)], 1
         )
-        memory = self.encoder(src, pos, shapes, starts)
-        query_pos = query_embed[None].expand(tgt.shape[0], -1, -1)
-        reference = self.reference_points(query_pos).sigmoid()
-        hs, boxes = self.decoder(tgt, reference, memory, shapes, starts, query_pos, bbox_embed)
-        maps = [
-            level.transpose(1, 2).unflatten(2, (h, w))
-            for level, (h, w) in zip(
-                memory.split(shapes.prod(1).tolist(), 1), shapes.tolist(), strict=True
-            )
-        ]
-        return hs, reference, boxes, maps[:-1]
+        return src, pos, shapes, starts
+
+
+def level_maps(tokens: Tensor, shapes: Tensor) -> list[Tensor]:
+    """(N, S, C) tokens of all levels → per level (N, C, H_l, W_l) maps, the inverse of
+    `DeformableTransformer.flatten`."""
+    return [
+        level.transpose(1, 2).unflatten(2, (h, w))
+        for level, (h, w) in zip(
+            tokens.split(shapes.prod(1).tolist(), 1), shapes.tolist(), strict=True
+        )
+    ]

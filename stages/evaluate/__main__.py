@@ -27,7 +27,7 @@ from rvos.engine.evaluate_davis import evaluate_refdavis_split
 from rvos.engine.tracking import Tracker
 from rvos.eval.report import write_csv
 from rvos.io import write_json
-from rvos.models.build import get_method
+from rvos.models.build import backbone_name, get_method
 from rvos.stage import run_stage
 
 log = logging.getLogger("stages.evaluate")
@@ -61,7 +61,7 @@ def main() -> None:
     report = {
         "dataset": args.dataset,
         "method": model_cfg.method,
-        "backbone": model_cfg.backbone.name,
+        "backbone": backbone_name(model_cfg),
         "splits": {},
     }
     run_params = {"evaluate": to_dict(cfg), "model": to_dict(model_cfg), "splits": splits}
