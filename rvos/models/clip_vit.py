@@ -21,7 +21,7 @@ from torch import Tensor, nn
 
 from rvos.data.transforms import IMAGENET_MEAN, IMAGENET_STD
 from rvos.errors import CheckpointError, ConfigError
-from rvos.models.text import TextFeatures, _has_clip_text_tower
+from rvos.models.text import TextFeatures, _has_clip_text_tower, read_open_clip_state
 
 log = logging.getLogger(__name__)
 
@@ -110,20 +110,12 @@ def build_clip(vc, load_weights: bool = True) -> Clip:
 def load_clip(visual: nn.Module, text: nn.Module, path: Path, model: str) -> None:
     """Both towers' weights from one open_clip checkpoint, in either of its layouts (CLIP's
     flat text keys or CustomTextCLIP's `text.` prefix); what is missing is named."""
-    from open_clip.factory import load_state_dict
-    from open_clip.model import convert_to_custom_text_state_dict
-
     if not path.is_file():
         raise ConfigError(
             f"params.yaml: {KEY}.weights = {str(path)!r}: file not found (expected an open_clip "
             f"checkpoint file of {model} holding both towers)"
         )
-    try:
-        state = convert_to_custom_text_state_dict(load_state_dict(str(path), weights_only=True))
-    except Exception as err:  # torch raises many types for corrupt or unsafe files
-        raise CheckpointError(
-            f"{path}: cannot load weights ({type(err).__name__}: {err})"
-        ) from None
+    state = read_open_clip_state(path)
     for prefix, tower, name in (("visual.", visual, "vision"), ("text.", text, "text")):
         weights = {k.removeprefix(prefix): v for k, v in state.items() if k.startswith(prefix)}
         for key, expected in tower.state_dict().items():

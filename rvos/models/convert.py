@@ -129,13 +129,18 @@ def _rename(key: str, rename_backbone: Callable[[str], str]) -> str:
     return key
 
 
-def load_official(path: str | Path, model: nn.Module, cfg) -> dict[str, Tensor]:
-    """An official ReferFormer checkpoint file as a state dict of `model` (built from `cfg`)."""
+def _load_converted(path: str | Path, model: nn.Module, backbone: str, convert) -> dict:
+    """An official checkpoint file through `convert`, its errors naming the file."""
     state = read_official(path)
     try:
-        return convert_referformer(state, model, cfg.backbone.name)
+        return convert(state, model, backbone)
     except CheckpointError as err:
         raise CheckpointError(f"{path}: {err}") from None
+
+
+def load_official(path: str | Path, model: nn.Module, cfg) -> dict[str, Tensor]:
+    """An official ReferFormer checkpoint file as a state dict of `model` (built from `cfg`)."""
+    return _load_converted(path, model, cfg.backbone.name, convert_referformer)
 
 
 def convert_bifit(
@@ -167,8 +172,4 @@ def convert_bifit(
 
 def load_official_bifit(path: str | Path, model: nn.Module, cfg) -> dict[str, Tensor]:
     """An official BIFIT checkpoint file as a state dict of `model` (built from `cfg`)."""
-    state = read_official(path)
-    try:
-        return convert_bifit(state, model, cfg.backbone.name)
-    except CheckpointError as err:
-        raise CheckpointError(f"{path}: {err}") from None
+    return _load_converted(path, model, cfg.backbone.name, convert_bifit)

@@ -310,20 +310,26 @@ def _clip_config(model: str) -> dict:
     return config
 
 
-def _load_text_tower(tower: nn.Module, path: Path, model: str) -> None:
-    """Text-tower weights from an open_clip checkpoint, in either of its layouts (CLIP's flat
-    keys or CustomTextCLIP's `text.` prefix); the vision weights are dropped."""
+def read_open_clip_state(path: Path) -> dict[str, Tensor]:
+    """An open_clip checkpoint file's state dict, read weights-only, the text tower under
+    `text.` whichever layout the file has (CLIP's flat keys or CustomTextCLIP's)."""
     from open_clip.factory import load_state_dict
     from open_clip.model import convert_to_custom_text_state_dict
 
-    if not path.is_file():
-        raise _weights_error(path, "file not found", f"an open_clip checkpoint file of {model}")
     try:
-        state = convert_to_custom_text_state_dict(load_state_dict(str(path), weights_only=True))
+        return convert_to_custom_text_state_dict(load_state_dict(str(path), weights_only=True))
     except Exception as err:  # torch raises many types for corrupt or unsafe files
         raise CheckpointError(
             f"{path}: cannot load weights ({type(err).__name__}: {err})"
         ) from None
+
+
+def _load_text_tower(tower: nn.Module, path: Path, model: str) -> None:
+    """Text-tower weights from an open_clip checkpoint, in either of its layouts (CLIP's flat
+    keys or CustomTextCLIP's `text.` prefix); the vision weights are dropped."""
+    if not path.is_file():
+        raise _weights_error(path, "file not found", f"an open_clip checkpoint file of {model}")
+    state = read_open_clip_state(path)
     text = {k.removeprefix("text."): v for k, v in state.items() if k.startswith("text.")}
     for key, expected in tower.state_dict().items():
         if key not in text:
