@@ -130,7 +130,7 @@ class DemoDavis:
 @dataclass(frozen=True)
 class DemoMevis:
     train_videos: int = 24
-    valid_u_videos: int = 6
+    valid_u_videos: int = 24  # enough motion-only expressions to compare methods on
     valid_videos: int = 6
     frames: int = 12
     height: int = 128

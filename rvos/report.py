@@ -134,8 +134,9 @@ def _motion_only_table(kinds: list[KindScore]) -> list[str]:
         "| Every object J&F |"
     )
     intro = (
-        "Expressions that only motion resolves: the referred objects look like others in the "
-        "video. RefVOS segments frame by frame, so its score is what appearance alone gives."
+        "Expressions that name no appearance, only a motion, and refer to one object, often "
+        "one of several identical ones. RefVOS segments frame by frame and cannot see motion, "
+        "so its score is what guessing among the objects gives."
     )
     return ["", "## Motion-only expressions", "", intro, "", header, "|" + "---|" * 9, *lines]
 

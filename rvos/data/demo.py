@@ -261,7 +261,7 @@ def sample_clip(
         twins = count > 1 and rng.random() < 0.3  # with chance repeats, ~1 video in 4
         actors = []
         for k, look in enumerate(shapes.sample_looks(rng, count, twins)):
-            avoid = (actors[0].motion, actors[0].direction) if twins and k == 1 else ()
+            avoid = ((actors[0].motion, actors[0].direction),) if twins and k == 1 else ()
             actors.append(shapes.sample_actor(rng, look, frames, height, width, avoid))
         ids = shapes.id_maps(actors, frames, height, width)
         visible = [(ids == k).any(axis=(1, 2)).sum() for k in range(1, count + 1)]

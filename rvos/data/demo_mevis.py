@@ -1,12 +1,14 @@
 """Procedural demo MeViS written in its release layout (FORMATS.md §3).
 
-The scenes are those of rvos.data.demo: moving shapes, each with a look and a motion. Some
-movers are pushed along their heading until they leave the view, or come into it, so that the
-mask lists hold nulls as the real mask_dict.json does. The expressions are about motion, as in
-MeViS: many refer to several objects at once ("the two squares moving to the left") and some
-name no appearance at all ("the object going round in a circle"). Each expression is a
-predicate (a partial look and/or a motion) and its target is exactly the set of objects it is
-true of, so the words and the union mask always agree.
+The scenes are moving shapes, each with a look and a motion, as in rvos.data.demo; as in MeViS,
+many hold a crowd of identical objects that only their motions tell apart. Some movers are
+pushed along their heading until they leave the view, or come into it, so that the mask lists
+hold nulls as the real mask_dict.json does. The expressions are about motion: many refer to
+several objects at once ("the two squares moving to the left") and some name no appearance at
+all ("the object going round in a circle"); those always refer to one object, which a model
+that sees frames one at a time cannot single out. Each expression is a predicate (a partial
+look and/or a motion) and its target is exactly the set of objects it is true of, so the words
+and the union mask always agree.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from pycocotools import mask as mask_utils
 from tqdm import tqdm
 
 from rvos.data import demo_shapes as shapes
-from rvos.data.demo import KINDS_FILE, sample_clip, save_jpeg
+from rvos.data.demo import KINDS_FILE, save_jpeg
 from rvos.data.demo_shapes import Actor, Look
 from rvos.io import atomic_dir, write_json
 
@@ -30,6 +32,7 @@ _FIRST_STREAM = 10  # generator streams 10-12, apart from those of the other dem
 _ATTRS = ("size", "colour", "shape")
 _MAX_TRIES = 50
 _CROSS_SHARE = 0.5  # share of linear and wave movers that enter or leave the view
+_CROWD_SHARE = 0.6  # share of videos with 2-3 identical objects
 _GROUPS, _MOTION_ONLY = 2, 2  # at most this many of each per video
 _MOTION_SHARE = 0.8  # how often a target that motion can describe is described by motion
 _NUMBERS = {2: "two", 3: "three", 4: "four", 5: "five"}
@@ -148,18 +151,40 @@ def _cross_border(
     return moved if in_view(moved, frames, height, width).sum() * 2 >= frames else actor
 
 
+def sample_looks(rng: np.random.Generator, count: int) -> list[Look]:
+    """Random looks; in a share of videos the first 2-3 are one look (a crowd)."""
+    looks = shapes.sample_looks(rng, count, twins=False)
+    if count > 1 and rng.random() < _CROWD_SHARE:
+        crowd = int(rng.integers(2, min(count, 3) + 1))
+        looks[1:crowd] = [looks[0]] * (crowd - 1)
+    return looks
+
+
+def sample_actors(
+    rng: np.random.Generator, looks: list[Look], frames: int, height: int, width: int
+) -> list[Actor]:
+    """One actor per look; identical objects never share a (motion, direction)."""
+    actors: list[Actor] = []
+    for look in looks:
+        taken = tuple((a.motion, a.direction) for a in actors if a.look == look)
+        actor = shapes.sample_actor(rng, look, frames, height, width, avoid=taken)
+        actors.append(_cross_border(rng, actor, frames, height, width))
+    return actors
+
+
 def sample_scene(
     rng: np.random.Generator, frames: int, height: int, width: int, objects: tuple[int, int]
 ) -> Scene:
     """A demo clip whose movers may cross the border; every object visible in a third of it."""
+    vid = rng.bytes(5).hex()
     for _ in range(_MAX_TRIES):
-        clip = sample_clip(rng, frames, height, width, objects)
-        actors = [_cross_border(rng, a, frames, height, width) for a in clip.actors]
+        looks = sample_looks(rng, int(rng.integers(objects[0], objects[1] + 1)))
+        actors = sample_actors(rng, looks, frames, height, width)
         ids = shapes.id_maps(actors, frames, height, width)
         visible = [(ids == k).any(axis=(1, 2)).sum() for k in range(1, len(actors) + 1)]
         if min(visible) * 3 >= frames:
             facts = [object_facts(a, in_view(a, frames, height, width)) for a in actors]
-            return Scene(clip.vid, actors, ids, shapes.paint(rng, actors, ids), facts)
+            return Scene(vid, actors, ids, shapes.paint(rng, actors, ids), facts)
     raise RuntimeError(f"could not sample a {frames}x{height}x{width} MeViS clip")
 
 
@@ -188,23 +213,26 @@ def _pick(rng: np.random.Generator, predicates: list[Predicate]) -> Predicate:
 
 
 def _choose(rng: np.random.Generator, facts: list[Facts]) -> list[tuple[Predicate, tuple]]:
-    """(predicate, target object indices) pairs: a few groups, a few motion-only expressions,
-    and an expression of its own for every object that has one."""
+    """(predicate, target object indices) pairs: a few groups (named by their look), a few
+    motion-only expressions about one object each, and an expression of its own for every
+    object that has one."""
     by_target: dict[tuple[int, ...], list[Predicate]] = {}
     for predicate in _predicates(facts):
         target = tuple(i for i, fact in enumerate(facts) if predicate.holds(fact))
         by_target.setdefault(target, []).append(predicate)
+    named = {t: [p for p in ps if p.noun] for t, ps in by_target.items() if len(t) > 1}
     chosen: dict[tuple[int, ...], Predicate] = {}
-    for target in _draw(rng, [t for t in by_target if len(t) > 1], _GROUPS):
-        chosen[target] = _pick(rng, by_target[target])
-    unnamed = {t: [p for p in ps if not p.noun] for t, ps in by_target.items() if t not in chosen}
+    for target in _draw(rng, [t for t, ps in named.items() if ps], _GROUPS):
+        chosen[target] = _pick(rng, named[target])
+    unnamed = {(i,): [p for p in by_target.get((i,), []) if not p.noun] for i in range(len(facts))}
     for target in _draw(rng, [t for t, ps in unnamed.items() if ps], _MOTION_ONLY):
         chosen[target] = shapes.pick(rng, unnamed[target])
     for i in range(len(facts)):
-        own = [t for t in by_target if i in t]
+        # Its full look always names a target, so a group with a named predicate is at hand.
+        own = [t for t in by_target if i in t and (len(t) == 1 or named[t])]
         if (i,) in by_target or not any(i in t for t in chosen):
             target = min(own, key=len)
-            chosen.setdefault(target, _pick(rng, by_target[target]))
+            chosen.setdefault(target, _pick(rng, named.get(target) or by_target[target]))
     return [(predicate, target) for target, predicate in chosen.items()]
 
 

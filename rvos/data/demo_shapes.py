@@ -203,18 +203,20 @@ def sample_looks(rng: np.random.Generator, count: int, twins: bool) -> list[Look
 
 
 def _sample_motion(rng: np.random.Generator, avoid: tuple) -> tuple[str, tuple[int, int]]:
+    """A (motion, direction) that is none of the pairs in `avoid`."""
     while True:
         motion = str(rng.choice(MOTIONS, p=[0.25, 0.4, 0.15, 0.2]))
         headings = DIAGONAL_AND_AXIS if motion == "linear" else AXIS
         direction = pick(rng, headings) if motion in ("linear", "wave") else (0, 0)
-        if (motion, direction) != avoid:
+        if (motion, direction) not in avoid:
             return motion, direction
 
 
 def sample_actor(
     rng: np.random.Generator, look: Look, frames: int, height: int, width: int, avoid: tuple = ()
 ) -> Actor:
-    """An actor that stays inside the frame; `avoid` is a (motion, direction) a twin has taken."""
+    """An actor that stays inside the frame; `avoid` holds the (motion, direction) pairs its
+    twins have taken, so that motion tells identical objects apart."""
     radius = rng.uniform(*SIZES[look.size]) * scale(height, width) / 2
     motion, direction = _sample_motion(rng, avoid) if frames > 1 else ("still", (0, 0))
     centres = trajectory(rng, motion, direction, radius, frames, height, width)

@@ -678,7 +678,22 @@ def test_demo_expressions_motion_kinds(demo):
                     words = set(texts[int(exp_id)].split())
                     assert not words & (set(COLOURS) | {"small", "large"})
                     assert not words & (set(SHAPES) | {s + "s" for s in SHAPES}) - {"circle"}
+                    if split != "valid":  # only valid's expressions list no objects
+                        assert len(video["expressions"][exp_id]["obj_id"]) == 1
     assert set(all_kinds) == {"appearance", "motion", "motion_only"}
+
+
+def test_scene_crowds_differ_only_in_motion():
+    crowds = 0
+    for seed in range(40):
+        scene = demo_mevis.sample_scene(np.random.default_rng([3, seed]), 6, 48, 64, (2, 5))
+        by_look: dict[Look, list[tuple]] = {}
+        for actor in scene.actors:
+            by_look.setdefault(actor.look, []).append((actor.motion, actor.direction))
+        for motions in by_look.values():
+            assert len(set(motions)) == len(motions)  # motion tells identical objects apart
+        crowds += any(len(m) > 1 for m in by_look.values())
+    assert 10 < crowds < 35  # most videos, not all
 
 
 def test_scene_enter_and_leave_texts_match_visibility():

@@ -168,3 +168,21 @@ def test_video_backbone_forward_and_backward(tiny_bert, backbone):
     for key in OUTPUTS:  # mask logits reach ~8 here; float32 sums differ by ~5e-4 between
         # batch shapes (in float64 the two agree to 1e-12)
         torch.testing.assert_close(two[key][1], one[key][0], rtol=1e-3, atol=2e-3)
+
+
+def test_only_a_video_backbone_sees_which_frame_came_first(referformer, tiny_bert):
+    """ReferFormer's position encodings are 2-D and its pyramid attends over the clip's frames
+    as a set, so with an image backbone a reversed clip gives the reversed outputs: "moving
+    left" and "moving right" look alike. Video Swin's relative position bias is signed in time."""
+    frames = frames_for(1, 3, seed=5)
+    video_swin, _ = build("video_swin_t", tiny_bert)
+    for model in (referformer[0], video_swin):
+        model.eval()
+    with torch.no_grad():
+        image = referformer[0](frames, TEXTS[:1]), referformer[0](frames.flip(1), TEXTS[:1])
+        video = video_swin(frames, TEXTS[:1]), video_swin(frames.flip(1), TEXTS[:1])
+    for key in OUTPUTS:
+        forward, backward = image
+        torch.testing.assert_close(forward[key], backward[key].flip(1), rtol=1e-4, atol=1e-4)
+    forward, backward = video  # the image backbone's differences are ~4e-6
+    assert (forward["pred_masks"] - backward["pred_masks"].flip(1)).abs().max() > 1e-3
