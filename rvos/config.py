@@ -172,7 +172,7 @@ class DemoConfig:
 @dataclass(frozen=True)
 class BackboneConfig:
     # RefVOS: resnet18/50/101, mobilenet_v3_large (DeepLabv3 extractors). ReferFormer:
-    # resnet18/34/50/101, swin_t/s/b/l, video_swin_t/s/b (four-level extractors).
+    # resnet18/34/50/101, swin_t/s/b/l, video_swin_t/s/b/mini (four-level extractors).
     name: Literal[
         "resnet18",
         "resnet34",
@@ -186,6 +186,7 @@ class BackboneConfig:
         "video_swin_t",
         "video_swin_s",
         "video_swin_b",
+        "video_swin_mini",
     ] = "resnet101"
     # A torchvision weights enum ("ResNet101_Weights.IMAGENET1K_V1"), a state-dict file,
     # or null for random initialisation. Never downloaded: enums must be in the torch cache.

@@ -29,6 +29,7 @@ from torchvision.models import (
 )
 from torchvision.models.swin_transformer import SwinTransformer
 from torchvision.models.video import swin3d_b, swin3d_s, swin3d_t
+from torchvision.models.video.swin_transformer import SwinTransformer3d
 from torchvision.ops import FrozenBatchNorm2d
 
 from rvos.errors import ConfigError
@@ -98,6 +99,20 @@ def swin_l(*, weights: None = None, **kwargs) -> SwinTransformer:
     )
 
 
+def video_swin_mini(*, weights: None = None, **kwargs) -> SwinTransformer3d:
+    """Video Swin-T at half width (48 channels) and depths (1, 1, 2, 1): a video backbone
+    small enough to train from scratch on a CPU, for the demo. Random init or a file only."""
+    return SwinTransformer3d(
+        patch_size=[2, 4, 4],
+        embed_dim=48,
+        depths=[1, 1, 2, 1],
+        num_heads=[2, 4, 8, 16],
+        window_size=[8, 7, 7],
+        stochastic_depth_prob=0.1,
+        **kwargs,
+    )
+
+
 _MODELS: dict[str, tuple[Callable[..., nn.Module], _Family, tuple[int, ...]]] = {
     "resnet18": (resnet18, _RESNET, (64, 128, 256, 512)),
     "resnet34": (resnet34, _RESNET, (64, 128, 256, 512)),
@@ -110,6 +125,7 @@ _MODELS: dict[str, tuple[Callable[..., nn.Module], _Family, tuple[int, ...]]] = 
     "video_swin_t": (swin3d_t, _VIDEO_SWIN, (96, 192, 384, 768)),
     "video_swin_s": (swin3d_s, _VIDEO_SWIN, (96, 192, 384, 768)),
     "video_swin_b": (swin3d_b, _VIDEO_SWIN, (128, 256, 512, 1024)),
+    "video_swin_mini": (video_swin_mini, _VIDEO_SWIN, (48, 96, 192, 384)),
 }
 MULTISCALE_BACKBONES = tuple(_MODELS)
 
@@ -234,7 +250,8 @@ def multiscale_backbone(
     builder, family, channels = _MODELS[name]
     resolved = resolve_weights(weights, WEIGHTS_KEY)
     enum = None if resolved is None or isinstance(resolved, Path) else resolved
-    if enum is not None and (builder is swin_l or not isinstance(enum, get_model_weights(builder))):
+    file_only = builder in (swin_l, video_swin_mini)  # no torchvision weights exist
+    if enum is not None and (file_only or not isinstance(enum, get_model_weights(builder))):
         raise ConfigError(f"params.yaml: {WEIGHTS_KEY} = {weights!r} does not fit {name!r}")
     extra = {} if family.norm_layer is None else {"norm_layer": family.norm_layer}
     return MultiScaleBackbone(

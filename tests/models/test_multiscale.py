@@ -20,6 +20,7 @@ CHANNELS = {
     "video_swin_t": (96, 192, 384, 768),
     "video_swin_s": (96, 192, 384, 768),
     "video_swin_b": (128, 256, 512, 1024),
+    "video_swin_mini": (48, 96, 192, 384),
 }
 SMALL = ("resnet50", "swin_t", "video_swin_t")
 
@@ -177,6 +178,9 @@ def test_weights_of_another_architecture(tmp_path, monkeypatch):
     (tmp_path / "checkpoints" / "resnet101-63fe2227.pth").touch()
     with pytest.raises(ConfigError, match="does not fit 'resnet50'"):
         multiscale_backbone("resnet50", "ResNet101_Weights.IMAGENET1K_V1")
+    (tmp_path / "checkpoints" / "swin3d_t-7615ae03.pth").touch()
+    with pytest.raises(ConfigError, match="does not fit 'video_swin_mini'"):
+        multiscale_backbone("video_swin_mini", "Swin3D_T_Weights.KINETICS400_V1")
 
 
 def test_bad_input_rank_and_frozen_stages():
