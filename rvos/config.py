@@ -337,6 +337,9 @@ class TrainConfig:
     weight_decay: float = 5e-4
     warmup_steps: int = 0
     num_frames: int = 1  # frames per clip; 1 for image pretraining
+    # Video clips: a centre frame's neighbours are at most this many frames away, the rest of
+    # the clip anywhere (ReferFormer's sampling: 3); 0 draws every frame anywhere.
+    sample_interval: int = 3
     sentences_per_clip: int = 1  # >1: one item per video with that many of its expressions
     hflip: float = 0.5  # probability of a horizontal flip (swaps left/right in the text)
     crop_scale: tuple[float, float] = (1.0, 1.0)  # random crop (min, max) of the frame side

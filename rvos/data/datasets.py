@@ -24,7 +24,8 @@ from rvos.errors import DataError
 
 
 class ClipDataset(Dataset):
-    """`num_frames` frames sampled in time order, with `sentences` expressions of the video.
+    """`num_frames` frames in time order (see `sample_frames`), with `sentences` expressions
+    of the video.
 
     With one sentence per clip there is an item per expression. With more, there is an item
     per video, holding that many of its expressions (drawn without replacement while the
@@ -33,7 +34,12 @@ class ClipDataset(Dataset):
     """
 
     def __init__(
-        self, index: VideoIndex, num_frames: int, transform: ClipTransform, sentences: int = 1
+        self,
+        index: VideoIndex,
+        num_frames: int,
+        transform: ClipTransform,
+        sentences: int = 1,
+        interval: int = 0,
     ):
         if not index.has_masks:
             raise DataError(f"{index.dataset}/{index.split}: cannot train on a split without masks")
@@ -41,6 +47,7 @@ class ClipDataset(Dataset):
             raise ValueError(f"sentences per clip = {sentences}: expected at least 1")
         self.index = index
         self.num_frames = num_frames
+        self.interval = interval
         self.transform = transform
         self.sentences = sentences
         by_video: dict[str, list[Expression]] = {}
@@ -57,7 +64,7 @@ class ClipDataset(Dataset):
         expressions = draw(self.groups[i], self.sentences)
         video = expressions[0].video
         frames = self.index.videos[video].frames
-        names = [frames[p] for p in sample_frames(len(frames), self.num_frames)]
+        names = [frames[p] for p in sample_frames(len(frames), self.num_frames, self.interval)]
         images = [self.index.load_frame(video, f) for f in names]
         per_frame = [self.index.targets(expressions, f) for f in names]
         masks = [list(per_sentence) for per_sentence in zip(*per_frame, strict=True)]
@@ -73,11 +80,31 @@ def draw(group: list, count: int) -> list:
     return [group[p] for p in picks[:count]]
 
 
-def sample_frames(length: int, count: int) -> list[int]:
-    """`count` sorted frame positions drawn without replacement (with it if too few)."""
-    if length >= count:
-        return sorted(torch.randperm(length)[:count].tolist())
-    return sorted(torch.randint(length, (count,)).tolist())
+def sample_frames(length: int, count: int, interval: int = 0) -> list[int]:
+    """`count` sorted frame positions of a `length`-frame video.
+
+    interval 0: drawn anywhere, without replacement (with it if too few). interval k > 0:
+    ReferFormer's sampling, a random centre frame with one neighbour 1..k frames before and one
+    1..k after (clamped to the video), and the rest outside those three; close neighbours show how
+    objects move between frames at a consistent scale, which spread-out frames do not.
+    """
+    if interval < 0:
+        raise ValueError(f"frame sampling interval = {interval}: expected 0 or more")
+    if interval == 0 or count == 1:
+        if length >= count:
+            return sorted(torch.randperm(length)[:count].tolist())
+        return sorted(torch.randint(length, (count,)).tolist())
+    centre = int(torch.randint(length, ()))
+    before, after = (int(s) for s in torch.randint(1, interval + 1, (2,)))
+    neighbours = [max(centre - before, 0), min(centre + after, length - 1)]
+    local = [centre, *neighbours][:count]
+    rest = [p for p in range(length) if p < min(local) or p > max(local)]
+    extra = count - len(local)
+    if len(rest) >= extra:
+        chosen = [rest[p] for p in torch.randperm(len(rest))[:extra].tolist()]
+    else:
+        chosen = torch.randint(length, (extra,)).tolist()
+    return sorted(local + chosen)
 
 
 class ImageDataset(Dataset):
@@ -163,5 +190,7 @@ def training_dataset(
         return FrameWindowDataset(index, phase.num_frames, transform)
     if name in ("ytvos", "mevis"):
         index = load_index(prepared / "train.json")
-        return ClipDataset(index, phase.num_frames, transform, phase.sentences_per_clip)
+        return ClipDataset(
+            index, phase.num_frames, transform, phase.sentences_per_clip, phase.sample_interval
+        )
     raise ValueError(f"no training set for dataset {name!r}; expected a2d, mevis or ytvos")

@@ -178,3 +178,21 @@ def test_sample_frames_sorted_and_bounded():
     picks = sample_frames(10, 4)
     assert picks == sorted(picks) and len(set(picks)) == 4 and max(picks) < 10
     assert len(sample_frames(2, 5)) == 5 and np.max(sample_frames(2, 5)) < 2
+
+
+def test_sample_frames_local_neighbours():
+    """ReferFormer's sampling: a centre frame, a neighbour 1..interval frames before it and
+    one after it (clamped to the video), and the rest of the clip anywhere."""
+    from rvos.data.datasets import sample_frames
+
+    torch.manual_seed(0)
+    for _ in range(200):
+        before, centre, after = sample_frames(30, 3, interval=2)
+        assert 1 <= centre - before <= 2 or before == 0
+        assert 1 <= after - centre <= 2 or after == 29
+    spread = [sample_frames(30, 5, interval=2) for _ in range(200)]
+    assert all(p == sorted(p) and 0 <= p[0] and p[-1] < 30 for p in spread)
+    assert sum(p[-1] - p[0] > 10 for p in spread) > 100
+    assert sample_frames(1, 3, interval=3) == [0, 0, 0]
+    with pytest.raises(ValueError, match="interval"):
+        sample_frames(10, 3, interval=-1)
