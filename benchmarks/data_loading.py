@@ -34,7 +34,9 @@ from rvos.models.build import build_model
 
 def loader_clips_per_second(index_path: Path, cfg, size, workers: int, batches: int) -> float:
     transform = ClipTransform(size, hflip=cfg.hflip, crop_scale=cfg.crop_scale, jitter=cfg.jitter)
-    dataset = ClipDataset(load_index(index_path), cfg.num_frames, transform)
+    dataset = ClipDataset(
+        load_index(index_path), cfg.num_frames, transform, interval=cfg.sample_interval
+    )
     loader = DataLoader(
         dataset,
         batch_size=cfg.batch_size,
