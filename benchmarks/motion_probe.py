@@ -8,7 +8,9 @@ with a horizontal heading it reads the backbone's feature vector at the object's
 middle frame, at each level (C2-C5), and cross-validates a logistic regression that predicts
 "left" or "right" from it. The same backbone at random initialisation is probed on the same
 scenes as the reference, next to the majority class. A backbone that tells a crowd apart by
-motion, as motion-only expressions need, scores well above both.
+motion, as motion-only expressions need, scores well above both. As a check that the probe
+can read what the features hold, it also predicts the object's colour (one of the first half
+of the demo's colours or not), which any trained backbone encodes.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from tqdm import tqdm
 
 from rvos.config import DemoMevis
 from rvos.data.demo_mevis import sample_scene
+from rvos.data.demo_shapes import COLOURS
 from rvos.data.transforms import frames_to_tensor
 from rvos.engine.checkpoint import load_trained_model
 from rvos.models.multiscale import multiscale_backbone
@@ -34,11 +37,12 @@ from rvos.models.multiscale import multiscale_backbone
 CLIP = 3  # consecutive frames per probe clip, as the demo ReferFormer trains on
 
 
-def probe_samples(scenes: int, seed: int, size: tuple[int, int]) -> tuple[list, np.ndarray]:
+def probe_samples(scenes: int, seed: int, size: tuple[int, int]) -> tuple[list, dict]:
     """(clip, [(x, y) centre of each horizontal mover on the middle frame, in [0, 1]]) per
-    scene, and the movers' headings (1 = right) in the same order."""
+    scene, and per label ("heading": 1 = right, "colour") the movers' labels in that order."""
     demo, rng = DemoMevis(), np.random.default_rng(seed)
-    items, headings = [], []
+    first_colours = list(COLOURS)[: len(COLOURS) // 2]
+    items, headings, colours = [], [], []
     for _ in range(scenes):
         scene = sample_scene(rng, demo.frames, demo.height, demo.width, demo.objects_per_video)
         start = int(rng.integers(0, demo.frames - CLIP + 1))
@@ -50,10 +54,11 @@ def probe_samples(scenes: int, seed: int, size: tuple[int, int]) -> tuple[list, 
             if actor.motion in ("linear", "wave") and actor.direction[0] != 0 and inside:
                 centres.append((x / demo.width, y / demo.height))
                 headings.append(actor.direction[0] > 0)
+                colours.append(actor.look.colour in first_colours)
         if centres:
             images = [Image.fromarray(scene.images[t]) for t in range(start, start + CLIP)]
             items.append((frames_to_tensor(images, size), centres))
-    return items, np.array(headings)
+    return items, {"heading": np.array(headings), "colour": np.array(colours)}
 
 
 @torch.no_grad()
@@ -91,16 +96,16 @@ def main() -> None:
     torch.manual_seed(args.seed)
     untrained = multiscale_backbone(config.backbone.name)
 
-    items, headings = probe_samples(args.scenes, args.seed, tuple(config.input_size))
-    majority = max(headings.mean(), 1 - headings.mean())
-    print(f"{len(headings)} horizontal movers in {len(items)} clips; majority class {majority:.2f}")
-    results = {
-        name: [probe_accuracy(f, headings) for f in centre_features(backbone, items)]
-        for name, backbone in (("trained", trained), ("random init", untrained))
-    }
-    print("level  trained  random init  ratio")
-    for level, (a, b) in enumerate(zip(*results.values(), strict=True), start=2):
-        print(f"C{level}     {a:.2f}     {b:.2f}         {a / b:.2f}")
+    items, labels = probe_samples(args.scenes, args.seed, tuple(config.input_size))
+    print(f"{len(labels['heading'])} horizontal movers in {len(items)} clips")
+    features = {"trained": centre_features(trained, items)}
+    features["random init"] = centre_features(untrained, items)
+    for label, values in labels.items():
+        majority = max(values.mean(), 1 - values.mean())
+        print(f"\n{label} (majority class {majority:.2f})\nlevel  trained  random init  ratio")
+        scores = [[probe_accuracy(f, values) for f in levels] for levels in features.values()]
+        for level, (a, b) in enumerate(zip(*scores, strict=True), start=2):
+            print(f"C{level}     {a:.2f}     {b:.2f}         {a / b:.2f}")
 
 
 if __name__ == "__main__":
