@@ -172,7 +172,8 @@ class DemoConfig:
 @dataclass(frozen=True)
 class BackboneConfig:
     # RefVOS: resnet18/50/101, mobilenet_v3_large (DeepLabv3 extractors). ReferFormer:
-    # resnet18/34/50/101, swin_t/s/b/l, video_swin_t/s/b/mini (four-level extractors).
+    # resnet18/34/50/101, swin_t/s/b/l, video_swin_t/s/b/mini, video_mc3_mini (four-level
+    # extractors).
     name: Literal[
         "resnet18",
         "resnet34",
@@ -187,6 +188,7 @@ class BackboneConfig:
         "video_swin_s",
         "video_swin_b",
         "video_swin_mini",
+        "video_mc3_mini",
     ] = "resnet101"
     # A torchvision weights enum ("ResNet101_Weights.IMAGENET1K_V1"), a state-dict file,
     # or null for random initialisation. Never downloaded: enums must be in the torch cache.

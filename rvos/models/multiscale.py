@@ -2,10 +2,11 @@
 
 ReferFormer reads four feature maps per frame: C2 at stride 4 for its mask features and
 C3, C4, C5 at strides 8, 16 and 32 for its deformable transformer. `multiscale_backbone` cuts
-them out of torchvision's ResNet and Swin image models and out of its Video Swin, whose clips
-give per-frame maps. Submodules keep torchvision's names, so torchvision state dicts load as
-they are (classifier keys ignored). Image Swin maps pass through one LayerNorm per level
-(`out_norms`), as in ReferFormer's Swin; ResNet and Video Swin maps are raw stage outputs.
+them out of torchvision's ResNet and Swin image models and out of its video models (Video Swin,
+and a small mixed-convolution video ResNet for CPUs), whose clips give per-frame maps.
+Submodules keep torchvision's names, so torchvision state dicts load as they are (classifier
+keys ignored). Image Swin maps pass through one LayerNorm per level (`out_norms`), as in
+ReferFormer's Swin; ResNet and video maps are raw stage outputs.
 """
 
 from __future__ import annotations
@@ -29,6 +30,12 @@ from torchvision.models import (
 )
 from torchvision.models.swin_transformer import SwinTransformer
 from torchvision.models.video import swin3d_b, swin3d_s, swin3d_t
+from torchvision.models.video.resnet import (
+    BasicBlock,
+    Conv3DNoTemporal,
+    Conv3DSimple,
+    VideoResNet,
+)
 from torchvision.models.video.swin_transformer import SwinTransformer3d
 from torchvision.ops import FrozenBatchNorm2d
 
@@ -45,7 +52,7 @@ class _Family:
     output map gets a LayerNorm of its own."""
 
     stages: tuple[tuple[str, ...], ...]
-    layout: str  # "nchw" (CNN), "nhwc" (Swin) or "nthwc" (Video Swin)
+    layout: str  # "nchw" (CNN), "nhwc" (Swin), "nthwc" (Video Swin), "ncthw" (video CNN)
     frozen_stages: int
     norm_layer: type[nn.Module] | None = None
     out_norms: bool = False
@@ -82,6 +89,12 @@ _VIDEO_SWIN = _Family(
     layout="nthwc",
     frozen_stages=-1,
 )
+_VIDEO_RESNET = _Family(
+    stages=(("stem",), ("layer1",), ("layer2",), ("layer3",), ("layer4",)),
+    layout="ncthw",
+    frozen_stages=-1,
+)
+_VIDEO_LAYOUTS = ("nthwc", "ncthw")
 
 
 def swin_l(*, weights: None = None, **kwargs) -> SwinTransformer:
@@ -113,6 +126,25 @@ def video_swin_mini(*, weights: None = None, **kwargs) -> SwinTransformer3d:
     )
 
 
+def video_mc3_mini(*, weights: None = None, **kwargs) -> VideoResNet:
+    """MC3 (Tran et al., CVPR 2018: 3-D convolutions in the stem and first stage, 2-D after)
+    at ResNet-18 width with one block per stage, and ResNet's stride-4 stem (a max pool after
+    the stride-2 convolution) for strides 4-32. Time is never downsampled, so every frame keeps
+    its own maps. Its 3x3x3 kernels see where an object was in the neighbouring frames: it
+    learns an object's heading from scratch in a few hundred steps, which Video Swin's
+    attention does not. CPU-sized, for the demo; random init or a file only."""
+    return VideoResNet(BasicBlock, [Conv3DSimple] + [Conv3DNoTemporal] * 3, [1, 1, 1, 1], _mc3_stem)
+
+
+def _mc3_stem() -> nn.Sequential:
+    return nn.Sequential(
+        nn.Conv3d(3, 64, kernel_size=(3, 7, 7), stride=(1, 2, 2), padding=(1, 3, 3), bias=False),
+        nn.BatchNorm3d(64),
+        nn.ReLU(inplace=True),
+        nn.MaxPool3d(kernel_size=(1, 3, 3), stride=(1, 2, 2), padding=(0, 1, 1)),
+    )
+
+
 _MODELS: dict[str, tuple[Callable[..., nn.Module], _Family, tuple[int, ...]]] = {
     "resnet18": (resnet18, _RESNET, (64, 128, 256, 512)),
     "resnet34": (resnet34, _RESNET, (64, 128, 256, 512)),
@@ -126,6 +158,7 @@ _MODELS: dict[str, tuple[Callable[..., nn.Module], _Family, tuple[int, ...]]] = 
     "video_swin_s": (swin3d_s, _VIDEO_SWIN, (96, 192, 384, 768)),
     "video_swin_b": (swin3d_b, _VIDEO_SWIN, (128, 256, 512, 1024)),
     "video_swin_mini": (video_swin_mini, _VIDEO_SWIN, (48, 96, 192, 384)),
+    "video_mc3_mini": (video_mc3_mini, _VIDEO_RESNET, (64, 128, 256, 512)),
 }
 MULTISCALE_BACKBONES = tuple(_MODELS)
 
@@ -155,12 +188,12 @@ class MultiScaleBackbone(nn.Module):
             self.add_module(name, getattr(net, name))
         self.family, self.channels, self.checkpointing = family, channels, checkpointing
         self.frozen_stages = frozen_stages
-        self.video = family.layout == "nthwc"
+        self.video = family.layout in _VIDEO_LAYOUTS
         if family.out_norms:
             self.out_norms = nn.ModuleList(nn.LayerNorm(c) for c in channels)
         if state_file is not None:
             load_state_file(self, state_file)
-        if self.video:
+        if family is _VIDEO_SWIN:
             _per_frame_patches(self.patch_embed)
         for module in self._frozen_modules():
             module.requires_grad_(False)
@@ -192,7 +225,7 @@ class MultiScaleBackbone(nn.Module):
             yield from (self.get_submodule(path) for path in paths)
 
     def _enter(self, x: Tensor) -> Tensor:
-        """Check the input rank and give Video Swin its (N, 3, T, H, W) layout."""
+        """Check the input rank and give video models their (N, 3, T, H, W) layout."""
         rank, shape = (5, "(N, T, 3, H, W)") if self.video else (4, "(N, 3, H, W)")
         if x.dim() != rank:
             raise ValueError(f"expected input {shape}, got shape {tuple(x.shape)}")
@@ -200,9 +233,11 @@ class MultiScaleBackbone(nn.Module):
 
     def _frames(self, x: Tensor) -> Tensor:
         """A stage output in the (N·T, C, H, W) layout the transformer reads."""
-        if self.family.layout == "nthwc":
+        if self.family.layout == "ncthw":
+            x = x.transpose(1, 2)
+        if self.video:
             x = x.flatten(0, 1)
-        return x if self.family.layout == "nchw" else x.permute(0, 3, 1, 2)
+        return x if self.family.layout in ("nchw", "ncthw") else x.permute(0, 3, 1, 2)
 
 
 def _run(modules: list[nn.Module], x: Tensor) -> Tensor:
@@ -250,7 +285,7 @@ def multiscale_backbone(
     builder, family, channels = _MODELS[name]
     resolved = resolve_weights(weights, WEIGHTS_KEY)
     enum = None if resolved is None or isinstance(resolved, Path) else resolved
-    file_only = builder in (swin_l, video_swin_mini)  # no torchvision weights exist
+    file_only = builder in (swin_l, video_swin_mini, video_mc3_mini)  # no torchvision weights exist
     if enum is not None and (file_only or not isinstance(enum, get_model_weights(builder))):
         raise ConfigError(f"params.yaml: {WEIGHTS_KEY} = {weights!r} does not fit {name!r}")
     extra = {} if family.norm_layer is None else {"norm_layer": family.norm_layer}

@@ -21,6 +21,7 @@ CHANNELS = {
     "video_swin_s": (96, 192, 384, 768),
     "video_swin_b": (128, 256, 512, 1024),
     "video_swin_mini": (48, 96, 192, 384),
+    "video_mc3_mini": (64, 128, 256, 512),
 }
 SMALL = ("resnet50", "swin_t", "video_swin_t")
 
@@ -59,6 +60,7 @@ def test_resnet_batchnorm_is_frozen_and_the_classifier_dropped():
         ("resnet50", None, ("conv1", "layer1")),  # ReferFormer's defaults
         ("swin_t", None, ()),
         ("video_swin_t", 2, ("patch_embed", "features.0", "features.1", "features.2")),
+        ("video_mc3_mini", 1, ("stem", "layer1")),
     ],
 )
 def test_gradients_reach_exactly_the_trainable_parameters(name, frozen_stages, frozen):
@@ -101,7 +103,7 @@ def test_checkpointing_gives_identical_outputs_and_gradients(name, monkeypatch):
         torch.testing.assert_close(grad, ckpt_grads[key], rtol=1e-5, atol=1e-7)
 
 
-@pytest.mark.parametrize("name", ["resnet50", "swin_t"])
+@pytest.mark.parametrize("name", ["resnet50", "swin_t", "video_mc3_mini"])
 def test_state_dict_file_round_trip(tmp_path, name):
     torch.manual_seed(1)
     source = multiscale_backbone(name).eval()

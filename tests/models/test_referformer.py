@@ -145,7 +145,7 @@ def test_probabilities_take_the_query_with_the_best_clip_mean_score():
     torch.testing.assert_close(probs[0], torch.full((3, 16, 24), torch.tensor(1.5).sigmoid()))
 
 
-@pytest.mark.parametrize("backbone", ["video_swin_t"])
+@pytest.mark.parametrize("backbone", ["video_swin_t", "video_mc3_mini"])
 def test_video_backbone_forward_and_backward(tiny_bert, backbone):
     model, criterion = build(backbone, tiny_bert)
     assert model.backbone.video
@@ -158,7 +158,7 @@ def test_video_backbone_forward_and_backward(tiny_bert, backbone):
     losses = criterion(out, masks)
     sum(criterion.weight_dict[k] * v for k, v in losses.items()).backward()
     trainable = {n: p for n, p in model.named_parameters() if p.requires_grad}
-    assert any(n.startswith("backbone.patch_embed.") for n in trainable)
+    assert any(n.startswith(("backbone.patch_embed.", "backbone.stem.")) for n in trainable)
     for name, param in trainable.items():
         assert param.grad is not None and torch.isfinite(param.grad).all(), name
     model.eval()
@@ -170,17 +170,19 @@ def test_video_backbone_forward_and_backward(tiny_bert, backbone):
         torch.testing.assert_close(two[key][1], one[key][0], rtol=1e-3, atol=2e-3)
 
 
-def test_only_a_video_backbone_sees_which_frame_came_first(referformer, tiny_bert):
+@pytest.mark.parametrize("video_backbone", ["video_swin_t", "video_mc3_mini"])
+def test_only_a_video_backbone_sees_which_frame_came_first(referformer, tiny_bert, video_backbone):
     """ReferFormer's position encodings are 2-D and its pyramid attends over the clip's frames
     as a set, so with an image backbone a reversed clip gives the reversed outputs: "moving
-    left" and "moving right" look alike. Video Swin's relative position bias is signed in time."""
+    left" and "moving right" look alike. Video Swin's relative position bias is signed in time,
+    and so are MC3's 3-D kernels."""
     frames = frames_for(1, 3, seed=5)
-    video_swin, _ = build("video_swin_t", tiny_bert)
-    for model in (referformer[0], video_swin):
+    video_model, _ = build(video_backbone, tiny_bert)
+    for model in (referformer[0], video_model):
         model.eval()
     with torch.no_grad():
         image = referformer[0](frames, TEXTS[:1]), referformer[0](frames.flip(1), TEXTS[:1])
-        video = video_swin(frames, TEXTS[:1]), video_swin(frames.flip(1), TEXTS[:1])
+        video = video_model(frames, TEXTS[:1]), video_model(frames.flip(1), TEXTS[:1])
     for key in OUTPUTS:
         forward, backward = image
         torch.testing.assert_close(forward[key], backward[key].flip(1), rtol=1e-4, atol=1e-4)
